@@ -1,0 +1,37 @@
+# Thin wrappers; README.md shows the two commands that matter: `make book`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SCALE  ?= tutorial
+CHAPTER ?=
+
+.PHONY: venv book test unit lint smoke-book lab reproduce clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (book)" >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed  ## virtual environment with the pinned requirements and lib/ (editable)
+
+book: venv  ## execute every chapter at $(SCALE) (default tutorial) and render _build/html
+	$(PY) -m lib.book --scale $(SCALE)
+
+test: venv  ## lint, unit tests, every chapter at smoke scale, the book at smoke scale
+	@t=$$(date +%s); $(VENV)/bin/ruff check lib tests data_scripts || exit 1; \
+	  echo "[test] lint: $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); $(PY) -m pytest --durations=15 || exit 1; \
+	  echo "[test] pytest (unit + chapters at smoke scale): $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); $(PY) -m lib.book --scale smoke --no-network || exit 1; \
+	  echo "[test] book build at smoke scale (warnings as errors): $$(( $$(date +%s) - t )) s"
+
+lab: venv  ## JupyterLab on the chapters
+	$(VENV)/bin/jupyter lab chapters/
+
+reproduce: venv  ## one chapter: make reproduce CHAPTER=foundations SCALE=full
+	$(PY) -m lib.reproduce $(CHAPTER) --scale $(SCALE)
+
+clean:  ## executed notebooks, rendered book, results (the artifact cache is kept)
+	rm -rf _build results

@@ -1,0 +1,143 @@
+"""Build the book: execute every chapter of ``_toc.yml`` at a scale, then render HTML.
+
+Usage::
+
+    python -m lib.book                    # tutorial scale -> _build/html
+    python -m lib.book --scale smoke      # what CI builds
+    python -m lib.book --only foundations # a subset (other chapters are left out)
+
+Each chapter is executed afresh with papermill (so the book never shows results older
+than the library), its record lands in ``results/``, and the executed notebooks are
+rendered by Jupyter Book from a staging folder ``_build/src`` with warnings as errors.
+The repository's own ``_config.yml`` also works with a plain ``jupyter-book build .``:
+it sets ``execute_notebooks: force`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from lib.core import paths
+from lib.core.config import SCALES
+from lib.reproduce import ChapterFailed, chapters_in_toc, run_chapter
+
+SKIP = {"_build", ".git", ".venv", "results", "chapters", ".pytest_cache", ".ruff_cache",
+        "_config.yml", "_toc.yml"}
+
+
+def _prune_toc(node, keep: set[str]):
+    """The toc with chapter notebooks not in ``keep`` removed."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            pruned = _prune_toc(value, keep)
+            if pruned is not None:
+                out[key] = pruned
+        file = node.get("file")
+        if isinstance(file, str) and file.startswith("chapters/"):
+            stem = Path(file).stem
+            if (paths.REPO_ROOT / "chapters" / f"{stem}.ipynb").exists() and stem not in keep:
+                return None
+        return out
+    if isinstance(node, list):
+        items = [p for p in (_prune_toc(v, keep) for v in node) if p is not None]
+        return items
+    return node
+
+
+def stage(src: Path, executed: dict[str, Path], only: set[str] | None) -> None:
+    """Mirror the repository into ``src`` with executed notebooks in ``chapters/``."""
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "chapters").mkdir(parents=True)
+    root = paths.REPO_ROOT
+    for entry in root.iterdir():
+        if entry.name not in SKIP and not entry.name.startswith("."):
+            (src / entry.name).symlink_to(entry)
+    for entry in (root / "chapters").iterdir():
+        if entry.suffix != ".ipynb" and entry.name != ".ipynb_checkpoints":
+            (src / "chapters" / entry.name).symlink_to(entry)
+    for name, nb in executed.items():
+        shutil.copy(nb, src / "chapters" / f"{name}.ipynb")
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed above
+    (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    if only is not None:
+        toc = _prune_toc(toc, only)
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+
+
+def build(scale: str = "tutorial", only: list[str] | None = None, out: Path | None = None,
+          block_network: bool = False) -> dict[str, float]:
+    """Execute and render; return seconds per step. Raises on any failure."""
+    names = chapters_in_toc()
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"unknown chapter(s) {unknown}; chapters: {', '.join(names)}")
+        names = [n for n in names if n in only]
+    build_dir = out or paths.REPO_ROOT / "_build"
+    exec_dir = build_dir / "executed" / scale
+    timings: dict[str, float] = {}
+    executed: dict[str, Path] = {}
+    os.environ.setdefault("BOOK_PROGRESS", "0")  # progress bars do not belong in the book
+    for name in names:
+        start = time.perf_counter()
+        print(f"[book] executing {name} at scale {scale} ...", flush=True)
+        run_chapter(name, scale, out_dir=paths.results_dir(),
+                    output_path=exec_dir / f"{name}.ipynb", block_network=block_network)
+        timings[name] = time.perf_counter() - start
+        executed[name] = exec_dir / f"{name}.ipynb"
+        print(f"[book]   {name}: {timings[name]:.1f} s", flush=True)
+    src = build_dir / "src"
+    stage(src, executed, set(names) if only else None)
+    start = time.perf_counter()
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output",
+           str(build_dir.parent if build_dir.name == "_build" else build_dir),
+           "--builder", "html", "--warningiserror", "--nitpick", "--keep-going"]
+    proc = subprocess.run(cmd, text=True, capture_output=True)
+    timings["render"] = time.perf_counter() - start
+    sys.stdout.write(proc.stdout[-6000:])
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-6000:])
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode})")
+    html = build_dir / "html"
+    for name in ["index", *(f"chapters/{n}" for n in names)]:
+        if not (html / f"{name}.html").exists():
+            raise RuntimeError(f"rendered book lacks {name}.html")
+    print(f"[book]   render: {timings['render']:.1f} s -> {html / 'index.html'}")
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="tutorial", choices=SCALES)
+    parser.add_argument("--only", default=None, help="comma-separated chapters to build")
+    parser.add_argument("--no-network", action="store_true",
+                        help="refuse network connections inside the chapters' kernels")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        timings = build(args.scale, args.only.split(",") if args.only else None,
+                        block_network=args.no_network)
+    except (ValueError, ChapterFailed, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - start
+    print("[book] timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+          + f"; total {total:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
