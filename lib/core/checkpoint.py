@@ -98,6 +98,10 @@ class CheckpointManager:
         found = (_NAME.match(p.name) for p in self.directory.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
+    def complete_steps(self) -> list[int]:
+        """Steps whose checkpoint has its digest written (not verified), oldest first."""
+        return [s for s in self.steps() if self.path_for(s).with_suffix(".pt.sha256").exists()]
+
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Write the checkpoint for ``step`` atomically, then drop the oldest extra ones."""
         path = self.path_for(step)
