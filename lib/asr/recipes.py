@@ -1,0 +1,225 @@
+"""The shared dense Emformer RNN-T per scale, trained once and kept in the artifact cache.
+
+Chapters that start from a trained speech recogniser (omni-sparsity, noisy training) call
+``dense_asr(scale, seed)`` and get the same model: smoke and tutorial scales train the small
+Emformer RNN-T on the synthesised digit corpus; full scale trains torchaudio's
+``emformer_rnnt_base`` on LibriSpeech 960 h with DDP over all visible GPUs.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lib.core import ArtifactCache, ScaleConfigs, seed_everything
+
+from . import corpus as corpus_module
+from . import data as data_module
+from . import decode as decode_module
+from . import features as features_module
+from . import model as model_module
+from . import text as text_module
+from . import training as training_module
+from .corpus import DIGIT_WORDS, DigitCorpusConfig, digit_corpus
+from .data import UtteranceSet, corpus_sets
+from .model import (
+    ASRModel,
+    RNNTModelConfig,
+    base_rnnt_config,
+    cpu_state_dict,
+    small_rnnt_config,
+)
+from .text import SentencePieceTokenizer, WordTokenizer, tokenizer_from_state
+from .training import TrainConfig, evaluate_wer, make_specaugment, train_asr
+
+ARTIFACT_NAME = "asr-dense-rnnt"
+
+
+@dataclass(frozen=True)
+class DenseASRRecipe:
+    """Data, model and optimisation of the shared dense recogniser at one scale."""
+
+    data: str                       # "digits" or "librispeech"
+    model: RNNTModelConfig
+    train: TrainConfig
+    corpus: DigitCorpusConfig | None = None
+    librispeech_root: str = "data"
+    train_splits: tuple[str, ...] = ()
+    dev_splits: tuple[str, ...] = ()
+    test_splits: tuple[str, ...] = ()
+    sentencepiece_vocab: int = 4096
+    cmvn_utterances: int = 0        # 0: all training utterances
+    eval_batch_size: int = 64
+    gpus: int = 0                   # full scale: DDP workers (0: every visible GPU)
+
+    def __post_init__(self):
+        if self.data not in ("digits", "librispeech"):
+            raise ValueError(f"data must be 'digits' or 'librispeech', got {self.data!r}")
+        if self.data == "digits" and self.corpus is None:
+            raise ValueError("the digits recipe needs a corpus config")
+
+
+_DIGITS = len(DIGIT_WORDS) + 1  # eleven words + blank = 12 symbols
+
+DENSE_RECIPES = ScaleConfigs(
+    smoke=DenseASRRecipe(
+        data="digits",
+        corpus=DigitCorpusConfig(n_train=48, n_dev=16, n_test=16, n_test_seen=8),
+        model=small_rnnt_config(_DIGITS, encoding_dim=64, time_reduction_input_dim=16,
+                                num_heads=2, ffn_dim=128, num_layers=2,
+                                symbol_embedding_dim=32),
+        train=TrainConfig(steps=12, batch_size=8, warmup_steps=4, lr=2e-3)),
+    tutorial=DenseASRRecipe(
+        data="digits",
+        corpus=DigitCorpusConfig(n_train=2000, n_dev=200, n_test=300, n_test_seen=200),
+        model=small_rnnt_config(_DIGITS),
+        train=TrainConfig(steps=1500, batch_size=16, warmup_steps=300, lr=1e-3)),
+    full=DenseASRRecipe(
+        data="librispeech",
+        model=base_rnnt_config(4097),
+        train=TrainConfig(steps=66_000, batch_size=512, lr=5e-4, warmup_steps=10_000,
+                          specaugment=(27, 2, 100, 2), ckpt_every=2000),
+        train_splits=("train-clean-100", "train-clean-360", "train-other-500"),
+        dev_splits=("dev-other",), test_splits=("test-clean", "test-other"),
+        cmvn_utterances=10_000),
+)
+
+
+def _code() -> list[Any]:
+    return [sys.modules[__name__], corpus_module, data_module, decode_module, features_module,
+            model_module, text_module, training_module]
+
+
+def load_data(recipe: DenseASRRecipe, seed: int = 0,
+              tokenizer=None) -> tuple[dict[str, Any], Any]:
+    """``({split: utterance set}, tokenizer)``; digits: train/dev/test/test_seen;
+    LibriSpeech: train plus each dev/test split by name."""
+    if recipe.data == "digits":
+        tokenizer = tokenizer or WordTokenizer(DIGIT_WORDS)
+        return corpus_sets(digit_corpus(recipe.corpus, seed), tokenizer), tokenizer
+    from .librispeech import LibriSpeechSet, read_manifest
+
+    if tokenizer is None:
+        texts = [u.transcript for s in recipe.train_splits
+                 for u in read_manifest(recipe.librispeech_root, s)]
+        tokenizer = SentencePieceTokenizer.train(texts, recipe.sentencepiece_vocab)
+    sets = {"train": LibriSpeechSet(recipe.librispeech_root, recipe.train_splits, tokenizer)}
+    for split in (*recipe.dev_splits, *recipe.test_splits):
+        sets[split] = LibriSpeechSet(recipe.librispeech_root, (split,), tokenizer)
+    return sets, tokenizer
+
+
+def _cmvn_subset(train_set, recipe: DenseASRRecipe, seed: int):
+    n = len(train_set)
+    if not recipe.cmvn_utterances or recipe.cmvn_utterances >= n:
+        return [train_set.features[i] for i in range(n)]
+    g = torch.Generator().manual_seed(seed)
+    return [train_set.features[int(i)] for i in torch.randperm(n, generator=g)[
+        :recipe.cmvn_utterances]]
+
+
+def eval_splits(recipe: DenseASRRecipe) -> tuple[str, ...]:
+    return ("dev", "test", "test_seen") if recipe.data == "digits" else \
+        (*recipe.dev_splits, *recipe.test_splits)
+
+
+def train_dense(recipe: DenseASRRecipe, seed: int = 0, *, ckpt_dir: str | Path | None = None,
+                show_progress: bool | None = None) -> dict[str, Any]:
+    """Train the dense recogniser in this process (one rank of DDP when launched so);
+    returns the artifact dict (state dict, configs, tokenizer, history, WERs)."""
+    seed_everything(seed)
+    sets, tokenizer = load_data(recipe, seed)
+    if tokenizer.num_symbols != recipe.model.num_symbols:
+        raise ValueError(f"the tokenizer has {tokenizer.num_symbols} symbols but the model "
+                         f"config {recipe.model.num_symbols}")
+    model = ASRModel(recipe.model, make_specaugment(recipe.train))
+    model.cmvn.fit(_cmvn_subset(sets["train"], recipe, seed))
+    result = train_asr(model, sets["train"], recipe.train, seed, ckpt_dir=ckpt_dir,
+                       desc="dense RNN-T", show_progress=show_progress)
+    wers = {split: evaluate_wer(model, sets[split], tokenizer,
+                                batch_size=recipe.eval_batch_size)
+            for split in eval_splits(recipe) if split in sets and len(sets[split])}
+    return {"state_dict": cpu_state_dict(model), "model_config": recipe.model.__dict__.copy(),
+            "tokenizer": tokenizer.state(), "history": result.history,
+            "train_seconds": result.wall_time_s, "steps": result.steps, "wer": wers,
+            "seed": seed}
+
+
+def _ddp_worker(recipe: DenseASRRecipe, seed: int, ckpt_dir: str, out_path: str) -> None:
+    from lib.core.checkpoint import atomic_torch_save
+    from lib.core.distributed import cleanup, init_distributed
+
+    rank, _ = init_distributed()
+    try:
+        artifact = train_dense(recipe, seed, ckpt_dir=ckpt_dir, show_progress=rank == 0)
+        if rank == 0:
+            atomic_torch_save(artifact, Path(out_path))
+    finally:
+        cleanup()
+
+
+def train_dense_distributed(recipe: DenseASRRecipe, seed: int, ckpt_dir: str | Path,
+                            nprocs: int) -> dict[str, Any]:
+    """``train_dense`` in ``nprocs`` DDP workers (elastic launch); resumes from ``ckpt_dir``."""
+    from lib.core.checkpoint import safe_torch_load
+    from lib.core.distributed import launch
+
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    out_path = ckpt_dir / "final-artifact.pt"
+    launch(_ddp_worker, nprocs, recipe, seed, str(ckpt_dir), str(out_path))
+    return safe_torch_load(out_path)
+
+
+def dense_asr_cached(recipe: DenseASRRecipe, seed: int = 0,
+                     cache: ArtifactCache | None = None) -> bool:
+    """Whether the dense model for ``(recipe, seed)`` is already in the artifact cache."""
+    return (cache or ArtifactCache()).contains(ARTIFACT_NAME, {"recipe": recipe, "seed": seed},
+                                               code=_code())
+
+
+def dense_asr_artifact(recipe: DenseASRRecipe, seed: int = 0, cache: ArtifactCache | None = None,
+                       ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+    """The trained dense recogniser's artifact, built once per ``(recipe, seed, code)``.
+
+    Full scale trains with DDP over ``recipe.gpus`` (default: all visible) GPUs and
+    checkpoints to ``ckpt_dir`` (default ``<cache>/asr-dense-ckpt``) so a killed run resumes.
+    """
+    cache = cache or ArtifactCache()
+
+    def build() -> dict[str, Any]:
+        if recipe.data == "librispeech":
+            gpus = recipe.gpus or torch.cuda.device_count()
+            directory = Path(ckpt_dir or cache.directory / f"{ARTIFACT_NAME}-ckpt-{seed}")
+            if gpus > 1:
+                return train_dense_distributed(recipe, seed, directory, gpus)
+            return train_dense(recipe, seed, ckpt_dir=directory)
+        return train_dense(recipe, seed, ckpt_dir=ckpt_dir)
+
+    return cache.get_or_create(ARTIFACT_NAME, {"recipe": recipe, "seed": seed}, build,
+                               code=_code())
+
+
+def model_from_artifact(artifact: dict[str, Any]) -> tuple[ASRModel, Any]:
+    """``(ASRModel in eval mode, tokenizer)`` from a dense artifact."""
+    model = ASRModel(RNNTModelConfig(**artifact["model_config"]))
+    model.load_state_dict(artifact["state_dict"])
+    return model.eval(), tokenizer_from_state(artifact["tokenizer"])
+
+
+def dense_asr(scale: str, seed: int = 0, cache: ArtifactCache | None = None,
+              **recipe_knobs: Any) -> tuple[ASRModel, Any, dict[str, Any]]:
+    """``(model, tokenizer, artifact)`` of the shared dense recogniser at ``scale``."""
+    recipe = DENSE_RECIPES.get(scale, **recipe_knobs)
+    artifact = dense_asr_artifact(recipe, seed, cache)
+    model, tokenizer = model_from_artifact(artifact)
+    return model, tokenizer, artifact
+
+
+__all__ = ["ARTIFACT_NAME", "DENSE_RECIPES", "DenseASRRecipe", "UtteranceSet", "dense_asr",
+           "dense_asr_artifact", "dense_asr_cached", "eval_splits", "load_data",
+           "model_from_artifact", "train_dense"]
