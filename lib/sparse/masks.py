@@ -109,3 +109,62 @@ def sparsity_of(model: nn.Module, layers: Sequence[tuple[str, nn.Module]] | None
     total = sum(m.weight.numel() for _, m in layers)
     zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
     return zeros / total if total else math.nan
+
+
+def _keep_count(n: int, sparsity: float) -> int:
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
+    return n - int(round(sparsity * n))
+
+
+def global_magnitude_masks(weights: Sequence[torch.Tensor] | Sequence[tuple[str, nn.Module]],
+                           sparsity: float) -> list[torch.Tensor]:
+    """Masks that keep the ``round((1 - sparsity) * N)`` largest ``|w|`` over all the given
+    weights together (one threshold for the whole model; ties: earlier layer, lower index).
+
+    ``weights`` are tensors or ``(name, module)`` pairs from ``prunable_layers``.
+    """
+    from .knapsack import greedy_prefix_masks
+
+    tensors = [w[1].weight if isinstance(w, tuple) else w for w in weights]
+    if not tensors:
+        raise ValueError("global_magnitude_masks needs at least one weight")
+    keep = _keep_count(sum(t.numel() for t in tensors), sparsity)
+    kept = greedy_prefix_masks([t.detach().abs() for t in tensors], keep)
+    return [k.view_as(t).to(torch.float32) for k, t in zip(kept, tensors, strict=True)]
+
+
+def channel_mask(weight: torch.Tensor, sparsity: float, dim: int = 0) -> torch.Tensor:
+    """Structured mask: keep the ``round((1 - sparsity) * C)`` channels along ``dim`` (output
+    channels by default) of largest l2 norm; a pruned channel is zero in every entry."""
+    if not -weight.dim() <= dim < weight.dim():
+        raise ValueError(f"dim {dim} out of range for a {weight.dim()}-d weight")
+    dim = dim % weight.dim()
+    norms = weight.detach().transpose(0, dim).reshape(weight.shape[dim], -1).norm(dim=1)
+    keep = _keep_count(norms.numel(), sparsity)
+    kept = torch.zeros(norms.numel(), dtype=torch.float32, device=weight.device)
+    if keep > 0:
+        kept[torch.sort(norms, descending=True, stable=True).indices[:keep]] = 1.0
+    shape = [1] * weight.dim()
+    shape[dim] = -1
+    return kept.view(shape).expand_as(weight).contiguous()
+
+
+def nm_mask(weight: torch.Tensor, n: int, m: int, dim: int = 1) -> torch.Tensor:
+    """N:M mask: in every group of ``m`` consecutive entries along ``dim`` (input channels by
+    default, as in NVIDIA's 2:4 sparse tensor cores) keep the ``n`` of largest ``|w|``."""
+    if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
+        raise ValueError(f"need integers 0 <= n <= m, m >= 1; got n={n}, m={m}")
+    if not -weight.dim() <= dim < weight.dim():
+        raise ValueError(f"dim {dim} out of range for a {weight.dim()}-d weight")
+    size = weight.shape[dim]
+    if size % m:
+        raise ValueError(f"weight size {size} along dim {dim} is not a multiple of m={m}")
+    moved = weight.detach().abs().movedim(dim, -1)
+    groups = moved.reshape(-1, m)
+    mask = torch.zeros_like(groups, dtype=torch.float32)
+    if n > 0:
+        # stable descending sort: equal magnitudes keep the lower position
+        top = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :n]
+        mask.scatter_(1, top, 1.0)
+    return mask.reshape(moved.shape).movedim(-1, dim).contiguous()

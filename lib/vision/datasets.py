@@ -1,0 +1,136 @@
+"""Full-scale image data sets on disk, read by torchvision, and their standard loaders.
+
+=========  =============================================  ===============================
+data set   on-disk layout under ``root``                    fetched by
+=========  =============================================  ===============================
+MNIST      ``MNIST/raw/{train,t10k}-{images-idx3,labels-   ``python data_scripts/
+           idx1}-ubyte`` (torchvision's layout)            fetch_vision.py mnist``
+CIFAR-10   ``cifar-10-batches-py/{data_batch_1..5,         ``python data_scripts/
+           test_batch,batches.meta}`` (pickles)            fetch_vision.py cifar10``
+ImageNet   ``imagenet/{train,val}/<wnid>/*.JPEG``          ``python data_scripts/
+           (ILSVRC-2012, one folder per class)             fetch_vision.py imagenet``
+=========  =============================================  ===============================
+
+A missing data set raises ``FileNotFoundError`` naming the command that fetches it. CIFAR-10
+files are checked against torchvision's md5 sums unless ``verify=False`` (the tests read
+tiny fixtures written in the same format). Transforms follow the official code of Yang et
+al. (2020): MNIST normalised; CIFAR-10 random crop 32 (padding 4) and flip; ImageNet
+random-resized crop 224 and flip for training, resize 256 and centre crop 224 for testing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+DATASETS = ("mnist", "cifar10", "imagenet")
+MNIST_MEAN_STD = ((0.1307,), (0.3081,))
+CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """``root``, else ``$BOOK_DATA_DIR``, else ``~/.cache/effml-book/data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("BOOK_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "effml-book" / "data"
+
+
+def _missing(name: str, root: Path, what: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{name} not found under {root} ({what}); fetch it with: "
+        f"python data_scripts/fetch_vision.py {name} --root {root}")
+
+
+def _cifar10_class():
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    class CIFAR10Files(CIFAR10):
+        """torchvision's CIFAR-10 reader; ``verify=False`` checks presence, not md5."""
+
+        def __init__(self, *args, verify: bool = True, **kwargs):
+            self._verify = verify
+            super().__init__(*args, **kwargs)
+
+        def _check_integrity(self) -> bool:
+            for filename, md5 in self.train_list + self.test_list:
+                path = os.path.join(self.root, self.base_folder, filename)
+                if not check_integrity(path, md5 if self._verify else None):
+                    return False
+            return True
+
+        def _load_meta(self) -> None:
+            import pickle
+
+            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
+            if not check_integrity(path, self.meta["md5"] if self._verify else None):
+                raise RuntimeError(f"{path} is missing or corrupted")
+            with open(path, "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return CIFAR10Files
+
+
+def _transform(name: str, train: bool):
+    from torchvision import transforms as T
+
+    if name == "mnist":
+        return T.Compose([T.ToTensor(), T.Normalize(*MNIST_MEAN_STD)])
+    if name == "cifar10":
+        aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+        return T.Compose([*aug, T.ToTensor(), T.Normalize(*CIFAR10_MEAN_STD)])
+    if train:
+        return T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(*IMAGENET_MEAN_STD)])
+    return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                      T.Normalize(*IMAGENET_MEAN_STD)])
+
+
+def vision_dataset(name: str, train: bool, root: str | Path | None = None, *,
+                   verify: bool = True, transform=None) -> Dataset:
+    """The training or test split of ``name`` (``mnist``, ``cifar10`` or ``imagenet``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
+    root = data_root(root)
+    transform = transform if transform is not None else _transform(name, train)
+    if name == "mnist":
+        from torchvision.datasets import MNIST
+
+        if not (root / "MNIST" / "raw").is_dir():
+            raise _missing(name, root, "no MNIST/raw folder")
+        try:
+            return MNIST(str(root), train=train, transform=transform, download=False)
+        except RuntimeError as err:
+            raise _missing(name, root, str(err)) from None
+    if name == "cifar10":
+        if not (root / "cifar-10-batches-py").is_dir():
+            raise _missing(name, root, "no cifar-10-batches-py folder")
+        try:
+            return _cifar10_class()(str(root), train=train, transform=transform,
+                                    download=False, verify=verify)
+        except RuntimeError as err:
+            raise _missing(name, root, str(err)) from None
+    from torchvision.datasets import ImageFolder
+
+    folder = root / "imagenet" / ("train" if train else "val")
+    if not folder.is_dir():
+        raise _missing(name, root, f"no {folder.relative_to(root)} folder")
+    return ImageFolder(str(folder), transform=transform)
+
+
+def vision_loaders(name: str, batch_size: int, root: str | Path | None = None, *,
+                   workers: int = 4, seed: int = 0, verify: bool = True
+                   ) -> tuple[DataLoader, DataLoader]:
+    """(train loader, shuffled by ``seed``; test loader) for a full-scale data set."""
+    train = vision_dataset(name, True, root, verify=verify)
+    test = vision_dataset(name, False, root, verify=verify)
+    g = torch.Generator().manual_seed(seed)
+    return (DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=workers,
+                       generator=g, drop_last=True, persistent_workers=workers > 0),
+            DataLoader(test, batch_size=batch_size, shuffle=False, num_workers=workers))

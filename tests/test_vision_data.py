@@ -1,0 +1,90 @@
+"""Full-scale image loaders read tiny fixtures written in the data sets' on-disk formats;
+the embedded digits and the models have the expected shapes."""
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from lib.vision import build_model, digits_images, small_cnn, vision_dataset, vision_loaders
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """The IDX format of MNIST: magic (0, 0, dtype 0x08, ndim), big-endian sizes, bytes."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_loader_reads_idx_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    train = vision_dataset("mnist", True, tmp_path)
+    test = vision_dataset("mnist", False, tmp_path)
+    assert len(train) == 12 and len(test) == 5
+    x, y = train[3]
+    assert x.shape == (1, 28, 28) and y == 3
+    model = build_model("lenet5")
+    assert model(torch.stack([train[i][0] for i in range(4)])).shape == (4, 10)
+
+
+def test_cifar10_loader_reads_pickled_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                 "labels": list(rng.integers(0, 10, 4))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps(
+        {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                         "horse", "ship", "truck"]}))
+    with pytest.raises(FileNotFoundError, match="fetch_vision.py cifar10"):
+        vision_dataset("cifar10", True, tmp_path)  # md5 sums do not match the fixture
+    train = vision_dataset("cifar10", True, tmp_path, verify=False)
+    assert len(train) == 20 and train.classes[0] == "airplane"
+    train_loader, test_loader = vision_loaders("cifar10", 4, tmp_path, workers=0, verify=False)
+    x, y = next(iter(train_loader))
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4,)
+    assert build_model("resnet20")(x).shape == (4, 10)
+    assert len(test_loader.dataset) == 4
+
+
+def test_imagenet_loader_reads_class_folders_of_jpegs(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for split in ("train", "val"):
+        for wnid in ("n01440764", "n01443537"):
+            d = tmp_path / "imagenet" / split / wnid
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(
+                    d / f"{wnid}_{i}.JPEG")
+    val = vision_dataset("imagenet", False, tmp_path)
+    x, y = val[3]
+    assert x.shape == (3, 224, 224) and y == 1 and val.classes == ["n01440764", "n01443537"]
+
+
+def test_missing_data_names_the_fetch_command(tmp_path):
+    for name in ("mnist", "cifar10", "imagenet"):
+        with pytest.raises(FileNotFoundError, match=f"fetch_vision.py {name}"):
+            vision_dataset(name, True, tmp_path)
+    with pytest.raises(ValueError, match="valid"):
+        vision_dataset("svhn", True, tmp_path)
+    with pytest.raises(ValueError, match="valid models"):
+        build_model("vgg")
+
+
+def test_embedded_digits_and_small_cnn_shapes():
+    data = digits_images(seed=0, size=16)
+    assert data["x_train"].shape[1:] == (1, 16, 16)
+    assert len(data["y_train"]) + len(data["y_test"]) == 1797
+    assert abs(float(data["x_train"].mean())) < 1e-5
+    assert small_cnn()(data["x_test"][:3]).shape == (3, 10)
