@@ -1,0 +1,442 @@
+"""Robust PU AUC (lib/papers/robust_pu.py) and the PU data/baselines under it (lib/tabular)."""
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from lib.papers import robust_pu as rp
+from lib.tabular import (
+    ElkanNotoClassifier,
+    NNPUClassifier,
+    load_tabular,
+    make_planted_pu,
+    make_pu_split,
+    nnpu_objective,
+    nnpu_risk,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _scores(n_pos=9, n_unl=13, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n_pos), rng.normal(size=n_unl)
+    p = (rng.random(n_pos) > 0.3).astype(float)
+    return a, b, p
+
+
+# --------------------------------------------------------------------------------------
+# Pair sums: fast paths against the O(n^2) margin matrix
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", rp.LOSSES)
+def test_fast_pair_sums_and_score_gradients_equal_bruteforce(loss):
+    for seed in range(5):
+        a, b, p = _scores(seed=seed)
+        fast = rp.pair_terms(a, b, p, loss)
+        slow = rp.pair_terms_bruteforce(a, b, p, loss)
+        for f, s in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(f, s, rtol=1e-12, atol=1e-12)
+
+
+def test_square_pair_sum_is_the_explicit_double_sum():
+    a, b, p = _scores(n_pos=6, n_unl=7, seed=3)
+    per_pos, _, _ = rp.square_pair_terms(a, b, p)
+    explicit = [sum((1 - ai + bj) ** 2 for bj in b) for ai in a]
+    np.testing.assert_allclose(per_pos, explicit, rtol=1e-13)
+
+
+def test_squared_hinge_at_the_kink_and_with_ties():
+    # margins exactly at 1 (a_i - b_j == 1) and repeated scores
+    a = np.array([1.0, 1.0, 2.0, 0.0, 0.5])
+    b = np.array([0.0, 0.0, 1.0, -1.0, 0.5, 1.0])
+    p = np.array([1.0, 0.0, 1.0, 1.0, 1.0])
+    for f, s in zip(rp.squared_hinge_pair_terms(a, b, p),
+                    rp.pair_terms_bruteforce(a, b, p, "squared_hinge"), strict=True):
+        np.testing.assert_allclose(f, s, atol=1e-14)
+
+
+def test_logistic_blocks_give_the_same_sums():
+    a, b, p = _scores(n_pos=11, n_unl=17, seed=4)
+    whole = rp.logistic_pair_terms(a, b, p)
+    blocked = rp.logistic_pair_terms(a, b, p, max_block=40)  # 2 positives per block
+    for f, s in zip(whole, blocked, strict=True):
+        np.testing.assert_allclose(f, s, rtol=1e-13)
+
+
+@pytest.mark.parametrize("loss", rp.LOSSES)
+def test_objective_gradient_in_w_matches_autograd_of_the_pair_matrix(loss):
+    rng = np.random.default_rng(1)
+    Xp, Xu = rng.normal(size=(8, 5)), rng.normal(size=(12, 5))
+    w, p, l2 = rng.normal(size=5) * 0.5, np.array([1, 1, 0, 1, 1, 0, 1, 1.0]), 0.3
+    value, grad, per_pos = rp.smooth_objective(w, Xp, Xu, p, loss, l2)
+
+    wt = torch.tensor(w, requires_grad=True)
+    z = (torch.tensor(Xp) @ wt)[:, None] - (torch.tensor(Xu) @ wt)[None, :]
+    phi = {"square": (1 - z) ** 2, "squared_hinge": torch.clamp(1 - z, min=0) ** 2,
+           "logistic": torch.nn.functional.softplus(-z)}[loss]
+    pt = torch.tensor(p)
+    ref = (pt[:, None] * phi).sum() / (pt.sum() * len(Xu)) + 0.5 * l2 * (wt * wt).sum()
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(per_pos, phi.mean(1).detach().numpy(), rtol=1e-12)
+
+
+def test_unknown_loss_is_a_clear_error():
+    a, b, p = _scores()
+    with pytest.raises(ValueError, match="valid losses are square, squared_hinge, logistic"):
+        rp.pair_terms(a, b, p, "hinge")
+
+
+# --------------------------------------------------------------------------------------
+# The half-steps and the alternating solver
+# --------------------------------------------------------------------------------------
+
+def test_hard_threshold_is_the_euclidean_projection_onto_s_sparse_vectors():
+    w = np.array([0.3, -2.0, 0.1, 1.5, -0.2, 0.9])
+    for s in range(1, 7):
+        h = rp.hard_threshold(w, s)
+        best = min(np.sum((w - np.where(np.isin(np.arange(6), sup), w, 0)) ** 2)
+                   for sup in itertools.combinations(range(6), s))
+        assert np.count_nonzero(h) == s
+        assert np.sum((w - h) ** 2) == pytest.approx(best)
+
+
+def test_soft_threshold_is_the_l1_prox():
+    w = np.array([0.3, -2.0, 0.05, -0.1])
+    np.testing.assert_allclose(rp.soft_threshold(w, 0.1), [0.2, -1.9, 0.0, 0.0])
+
+
+def test_p_step_is_the_exact_minimizer_over_all_subsets():
+    losses = np.array([0.5, 3.0, 0.2, 0.9, 2.0, 0.1, 0.7, 1.5])
+    p = rp.select_inliers(losses, 6)
+    best = min(sum(losses[list(keep)]) for keep in itertools.combinations(range(8), 6))
+    assert p.sum() == 6 and p @ losses == pytest.approx(best)
+    assert set(np.flatnonzero(p == 0)) == {1, 4}
+
+
+@pytest.mark.parametrize("loss,selection", [("square", "l0"), ("squared_hinge", "l0"),
+                                            ("logistic", "l0"), ("square", "l1"),
+                                            ("logistic", None)])
+def test_objective_never_rises_over_the_alternating_half_steps(loss, selection):
+    split = make_planted_pu(seed=3, outlier_fraction=0.2)
+    Z = (split.X_train - split.X_train.mean(0)) / split.X_train.std(0)
+    Xp, Xu = Z[split.s_train == 1], Z[split.s_train == 0]
+    fit = rp.fit_robust_pu_auc(Xp, Xu, loss=loss, n_outliers=int(split.outlier_mask.sum()),
+                               selection=selection, budget=5, alpha=0.01, l2=1e-3,
+                               max_iter=15, inner_steps=5, tol=0.0)
+    values = np.array([h["objective"] for h in fit.history])
+    assert len(values) >= 10 and [h["half"] for h in fit.history[:2]] == ["p", "w"]
+    assert np.all(np.diff(values) <= 1e-12 * np.abs(values[:-1])), np.diff(values).max()
+    assert values[-1] < values[0]  # and it does move
+    if selection == "l0":
+        assert np.count_nonzero(fit.w) <= 5
+
+
+def test_planted_outliers_and_informative_features_are_mostly_found():
+    found_out, found_feat, gain = [], [], []
+    for seed in range(3):
+        split = make_planted_pu(seed=seed, n_informative=5, n_noise_features=25,
+                                outlier_fraction=0.2)
+        k = int(split.outlier_mask.sum())
+        model = rp.RobustPUAUC(n_outliers=k, n_features_to_select=5).fit(split.X_train,
+                                                                         split.s_train)
+        assert model.outlier_mask_.sum() == k and model.support_.sum() == 5
+        assert not (model.outlier_mask_ & (split.s_train == 0)).any()
+        found_out.append((model.outlier_mask_ & split.outlier_mask).sum() / k)
+        found_feat.append((model.support_ & split.informative_mask).sum() / 5)
+        plain = rp.RobustPUAUC(n_outliers=0, feature_selection=None).fit(split.X_train,
+                                                                         split.s_train)
+        gain.append(roc_auc_score(split.y_test, model.decision_function(split.X_test))
+                    - roc_auc_score(split.y_test, plain.decision_function(split.X_test)))
+    assert np.mean(found_out) >= 0.7, found_out
+    assert np.mean(found_feat) >= 0.8, found_feat
+    assert np.mean(gain) > 0, gain
+
+
+def test_estimator_exposes_outliers_features_and_original_units():
+    split = make_planted_pu(seed=1)
+    X = split.X_train * 10.0 + 3.0  # a scale change must not change the ranking
+    a = rp.RobustPUAUC(n_outliers=0.2, n_features_to_select=5).fit(split.X_train, split.s_train)
+    b = rp.RobustPUAUC(n_outliers=0.2, n_features_to_select=5).fit(X, split.s_train)
+    np.testing.assert_array_equal(a.outlier_indices_, b.outlier_indices_)
+    np.testing.assert_array_equal(a.selected_features_, b.selected_features_)
+    np.testing.assert_allclose(a.decision_function(split.X_test),
+                               b.decision_function(split.X_test * 10.0 + 3.0), atol=1e-8)
+    np.testing.assert_allclose(b.decision_function(X), X @ b.coef_ + b.intercept_)
+    assert a.get_params()["n_outliers"] == 0.2
+    assert set(a.predict(split.X_test)) <= {0, 1}
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"loss": "hinge"}, "valid losses"),
+    ({"feature_selection": "l2"}, "feature_selection must be one of"),
+    ({"n_outliers": 1.5}, r"fraction must lie in \[0, 1\)"),
+    ({"n_outliers": 10_000}, "must lie in"),
+    ({"n_features_to_select": 0}, "must lie in"),
+    ({"n_features_to_select": 1.5}, r"fraction must lie in \(0, 1\]"),
+    ({"l2": -1.0}, "l2 must be >= 0"),
+])
+def test_bad_estimator_settings_are_clear_errors(kwargs, match):
+    split = make_planted_pu(seed=0, n_samples=200)
+    with pytest.raises(ValueError, match=match):
+        rp.RobustPUAUC(**kwargs).fit(split.X_train, split.s_train)
+
+
+def test_multiclass_targets_are_refused():
+    X = RNG.normal(size=(30, 3))
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        rp.RobustPUAUC().fit(X, np.arange(30) % 3)
+
+
+@pytest.mark.parametrize("estimator", [
+    rp.RobustPUAUC(),
+    rp.RobustPUAUC(loss="logistic", feature_selection="l1"),
+    rp.RobustPUAUC(loss="squared_hinge", feature_selection=None, n_outliers=0),
+], ids=["square-l0", "logistic-l1", "squared_hinge-plain"])
+def test_scikit_learn_check_estimator(estimator):
+    """Every applicable check passes. scikit-learn itself leaves out the multiclass checks
+    (the ``multi_class=False`` tag: PU is binary) and skips ``check_array_api_input``
+    unless SCIPY_ARRAY_API is set."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) >= 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", [ElkanNotoClassifier(), NNPUClassifier(epochs=3)],
+                         ids=["elkan_noto", "nnpu"])
+def test_scikit_learn_check_estimator_on_the_baselines(estimator):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, on_fail=None)
+    assert not [r["check_name"] for r in results if r["status"] == "failed"]
+
+
+# --------------------------------------------------------------------------------------
+# Baselines
+# --------------------------------------------------------------------------------------
+
+def _sig(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_nnpu_risk_matches_a_hand_computation():
+    sp, su, prior = torch.tensor([0.0, 2.0]), torch.tensor([1.0, -1.0, 3.0]), 0.4
+    # l(z, +1) = sigmoid(-z), l(z, -1) = sigmoid(z)
+    r_p_plus = (_sig(0.0) + _sig(-2.0)) / 2
+    r_p_minus = (_sig(0.0) + _sig(2.0)) / 2
+    r_u_minus = (_sig(1.0) + _sig(-1.0) + _sig(3.0)) / 3
+    out = nnpu_risk(sp, su, prior)
+    assert out["positive"].item() == pytest.approx(prior * r_p_plus, rel=1e-6)
+    assert out["negative"].item() == pytest.approx(r_u_minus - prior * r_p_minus, rel=1e-6)
+    assert out["risk"].item() == pytest.approx(prior * r_p_plus + r_u_minus - prior * r_p_minus,
+                                               rel=1e-6)
+
+
+def test_nnpu_clamps_a_negative_risk_and_steps_back_up():
+    # unlabeled scored very low, positives very low too: E_U l(-) - pi E_P l(-) < 0
+    sp, su, prior = torch.tensor([-5.0, -6.0]), torch.tensor([3.0, 4.0]), 0.9
+    negative = (_sig(3.0) + _sig(4.0)) / 2 - prior * (_sig(-5.0) + _sig(-6.0)) / 2
+    assert negative > 0  # sanity of the setup below is the opposite case
+    sp, su = torch.tensor([5.0, 6.0]), torch.tensor([-3.0, -4.0])
+    negative = (_sig(-3.0) + _sig(-4.0)) / 2 - prior * (_sig(5.0) + _sig(6.0)) / 2
+    assert negative < 0
+    out = nnpu_risk(sp, su, prior)
+    assert out["risk"].item() == pytest.approx(out["positive"].item(), rel=1e-6)
+    upu = nnpu_risk(sp, su, prior, nonnegative=False)["risk"].item()
+    assert upu == pytest.approx(out["positive"].item() + negative, rel=1e-5)
+    assert nnpu_objective(sp, su, prior, gamma=0.5).item() == pytest.approx(-0.5 * negative,
+                                                                           rel=1e-5)
+    with pytest.raises(ValueError, match="prior must lie in"):
+        nnpu_risk(sp, su, 1.0)
+
+
+def test_elkan_noto_estimates_the_label_frequency():
+    # SCAR labeling of 30% of the positives, no outliers: c = P(s=1 | y=1) = 0.3
+    split = make_planted_pu(n_samples=3000, seed=0, outlier_fraction=0.0, labeled_fraction=0.3,
+                            n_noise_features=0, separation=4.0)
+    model = ElkanNotoClassifier(C=1.0).fit(split.X_train, split.s_train)
+    assert model.c_ == pytest.approx(0.3, abs=0.06)
+    assert roc_auc_score(split.y_test, model.decision_function(split.X_test)) > 0.95
+
+
+def test_nnpu_learns_and_is_seeded():
+    split = make_planted_pu(n_samples=600, seed=2, outlier_fraction=0.0, n_noise_features=5)
+    a = NNPUClassifier(prior=split.prior_unlabeled, epochs=60).fit(split.X_train, split.s_train)
+    b = NNPUClassifier(prior=split.prior_unlabeled, epochs=60).fit(split.X_train, split.s_train)
+    np.testing.assert_array_equal(a.decision_function(split.X_test),
+                                  b.decision_function(split.X_test))
+    assert roc_auc_score(split.y_test, a.decision_function(split.X_test)) > 0.9
+    assert a.history_[-1] < a.history_[0]
+
+
+# --------------------------------------------------------------------------------------
+# PU data construction
+# --------------------------------------------------------------------------------------
+
+def test_pu_split_counts_corruptions_and_seeding():
+    X, y = load_tabular("breast_cancer")
+    assert X.shape == (569, 30) and y.sum() == 212  # malignant is positive
+    kw = dict(labeled_fraction=0.3, outlier_fraction=0.2, n_noise_features=7, seed=5)
+    sp = make_pu_split(X, y, **kw)
+    n_pos_train = int(round(0.75 * 212))
+    n_lab = int(round(0.3 * n_pos_train))
+    k = int(sp.outlier_mask.sum())
+    assert k == round(0.2 / 0.8 * n_lab)
+    assert sp.n_labeled == n_lab + k
+    assert (sp.y_train[sp.outlier_mask] == 0).all() and (sp.s_train[sp.outlier_mask] == 1).all()
+    assert (sp.y_train[(sp.s_train == 1) & ~sp.outlier_mask] == 1).all()
+    assert sp.X_train.shape[1] == sp.X_test.shape[1] == 37
+    assert sp.informative_mask.sum() == 30 and not sp.informative_mask[30:].any()
+    assert len(sp.y_test) == 143 and sp.y_test.sum() == 53
+    again, other = make_pu_split(X, y, **kw), make_pu_split(X, y, **{**kw, "seed": 6})
+    np.testing.assert_array_equal(sp.X_train, again.X_train)
+    assert not np.array_equal(sp.s_train, other.s_train)
+    ratio = make_pu_split(X, y, **{**kw, "unlabeled_ratio": 1.5})
+    assert ratio.n_unlabeled == round(1.5 * ratio.n_labeled)
+
+
+def test_digits_one_vs_rest():
+    X, y = load_tabular("digits", positive_class=7)
+    assert X.shape == (1797, 64) and y.sum() == 179
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"labeled_fraction": 0.0}, "labeled_fraction"),
+    ({"outlier_fraction": 1.0}, "outlier_fraction"),
+    ({"n_noise_features": -1}, "n_noise_features"),
+    ({"unlabeled_ratio": 1000.0}, "unlabeled_ratio"),
+])
+def test_bad_pu_split_settings_are_clear_errors(kwargs, match):
+    X, y = load_tabular("breast_cancer")
+    with pytest.raises(ValueError, match=match):
+        make_pu_split(X, y, **kwargs)
+
+
+def test_unknown_table_and_missing_download_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="valid tables are breast_cancer, digits, covtype"):
+        load_tabular("iris")
+    with pytest.raises(FileNotFoundError, match="python data_scripts/fetch_covtype.py"):
+        load_tabular("covtype", data_home=tmp_path)
+
+
+def test_covtype_loader_reads_scikit_learns_on_disk_format(tmp_path):
+    """A tiny fixture written the way ``fetch_covtype`` stores its copy (joblib pickles)."""
+    import joblib
+    from sklearn.datasets._base import _pkl_filepath
+
+    folder = tmp_path / "covertype"
+    folder.mkdir()
+    X = np.arange(40 * 54, dtype=np.float64).reshape(40, 54)
+    y = np.array([1, 2, 3, 4, 5, 6, 7, 4] * 5, dtype=np.int32)
+    joblib.dump(X, _pkl_filepath(str(folder), "samples"), compress=9)
+    joblib.dump(y, _pkl_filepath(str(folder), "targets"), compress=9)
+    Xl, yl = load_tabular("covtype", data_home=tmp_path)
+    np.testing.assert_array_equal(Xl, X)
+    np.testing.assert_array_equal(yl, (y == 4).astype(int))
+    assert load_tabular("covtype", positive_class=2, data_home=tmp_path)[1].sum() == 5
+
+
+def test_pu_validation_auc_is_affine_in_the_true_auc():
+    """The model-selection score: E[AUC(labeled vs unlabeled)] = c0 + ((1-f)(1-pi) - f pi) AUC."""
+    rng = np.random.default_rng(0)
+    f, pi, n = 0.2, 0.3, 200_000
+    for shift in (0.5, 1.0, 2.0):
+        pos, neg = rng.normal(shift, 1, n), rng.normal(0, 1, n)
+        auc = roc_auc_score(np.r_[np.ones(n), np.zeros(n)], np.r_[pos, neg])
+        labeled = np.where(rng.random(n) < f, rng.normal(0, 1, n), rng.normal(shift, 1, n))
+        unlabeled = np.where(rng.random(n) < pi, rng.normal(shift, 1, n), rng.normal(0, 1, n))
+        pu_auc = roc_auc_score(np.r_[np.ones(n), np.zeros(n)], np.r_[labeled, unlabeled])
+        c0 = (1 - f) * pi / 2 + f * (pi + (1 - pi) / 2)
+        assert pu_auc == pytest.approx(c0 + ((1 - f) * (1 - pi) - f * pi) * auc, abs=4e-3)
+
+
+# --------------------------------------------------------------------------------------
+# Config and the experiment plumbing
+# --------------------------------------------------------------------------------------
+
+def test_configs_and_knobs():
+    cfg = rp.CONFIGS.get("smoke", n_seeds=3)
+    assert cfg.n_seeds == 3 and rp.CONFIGS["tutorial"].n_seeds >= 5
+    with pytest.raises(ValueError, match="valid knobs are"):
+        rp.CONFIGS.get("smoke", n_seed=3)
+    with pytest.raises(ValueError, match="one budget per table"):
+        rp.CONFIGS.get("smoke", datasets=("breast_cancer", "digits"))
+    with pytest.raises(ValueError, match="unknown method"):
+        rp.CONFIGS.get("smoke", methods=("svm",))
+    with pytest.raises(ValueError, match="valid axes"):
+        rp.axis_values(cfg, "noise")
+
+
+def test_one_sweep_point_tunes_then_evaluates_every_method():
+    cfg = rp.CONFIGS.get("smoke", n_seeds=1, nnpu_epochs=5, l2_grid=(0.1, 10.0))
+    out = rp.evaluate_point(cfg, "breast_cancer", "outlier_fraction", 0.3, seed=0)
+    assert [r["method"] for r in out["rows"]] == list(rp.METHODS)
+    assert all(0.5 < r["auc"] <= 1.0 for r in out["rows"])
+    robust = out["rows"][0]
+    assert 0 <= robust["outlier_precision"] <= 1 and robust["n_selected"] == 10
+    # the chosen l2 is the candidate of highest PU validation AUC
+    cands = [t for t in out["tuning"] if t["method"] == "robust_auc"]
+    chosen = next(p for p in out["params"] if p["method"] == "robust_auc")
+    assert chosen["l2"] == max(cands, key=lambda t: t["pu_validation_auc"])["l2"]
+    # with fixed hyperparameters, the same split seeds give the same numbers
+    params = {p["method"]: {k: v for k, v in p.items()
+                            if k not in ("dataset", "axis", "value", "method")}
+              for p in out["params"]}
+    again = rp.evaluate_point(cfg, "breast_cancer", "outlier_fraction", 0.3, seed=0, params=params)
+    assert [r["auc"] for r in again["rows"]] == [r["auc"] for r in out["rows"]]
+
+
+def test_nnpu_adam_matches_torch_optim_adam():
+    from lib.tabular.pu_baselines import Adam
+
+    torch.manual_seed(0)
+    w1 = torch.randn(4, 3, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    ours = Adam([w1], lr=0.05, weight_decay=0.01)
+    ref = torch.optim.Adam([w2], lr=0.05, weight_decay=0.01)
+    x = torch.randn(16, 4)
+    for _ in range(25):
+        for w, opt in ((w1, ours), (w2, ref)):
+            opt.zero_grad()
+            torch.sigmoid(x @ w).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(w1, w2, rtol=1e-5, atol=1e-6)
+
+
+def test_run_caches_every_point_so_an_interrupted_run_resumes(tmp_path):
+    from lib.core import ArtifactCache
+
+    cfg = rp.CONFIGS.get("smoke", n_seeds=1, nnpu_epochs=3, outlier_fractions=(0.3,),
+                         noise_features=(0,), unlabeled_ratios=(1.0,))
+    cache = ArtifactCache(tmp_path)
+    first = rp.run(cfg, 0, cache=cache, show_progress=False)
+    assert len(first["rows"]) == 3 * len(cfg.methods)
+    assert {p["method"]: p.get("l2") for p in first["params"]}["robust_auc"] == 10.0
+    assert not first["tuning"]  # single-candidate grids: nothing to cross-validate
+    # lose the assembled result (as if killed before the end): the points are still there
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "robust-pu-sweeps" in path.name:
+            path.unlink()
+    assert not rp.run_is_cached(cfg, 0, cache)
+    t0 = __import__("time").perf_counter()
+    again = rp.run(cfg, 0, cache=cache, show_progress=False)
+    assert __import__("time").perf_counter() - t0 < 5.0
+    import pandas as pd
+
+    assert pd.DataFrame(again["rows"]).equals(pd.DataFrame(first["rows"]))  # NaN == NaN here
