@@ -402,23 +402,6 @@ def test_one_sweep_point_tunes_then_evaluates_every_method():
     assert [r["auc"] for r in again["rows"]] == [r["auc"] for r in out["rows"]]
 
 
-def test_nnpu_adam_matches_torch_optim_adam():
-    from lib.tabular.pu_baselines import Adam
-
-    torch.manual_seed(0)
-    w1 = torch.randn(4, 3, requires_grad=True)
-    w2 = w1.detach().clone().requires_grad_(True)
-    ours = Adam([w1], lr=0.05, weight_decay=0.01)
-    ref = torch.optim.Adam([w2], lr=0.05, weight_decay=0.01)
-    x = torch.randn(16, 4)
-    for _ in range(25):
-        for w, opt in ((w1, ours), (w2, ref)):
-            opt.zero_grad()
-            torch.sigmoid(x @ w).pow(2).sum().backward()
-            opt.step()
-    torch.testing.assert_close(w1, w2, rtol=1e-5, atol=1e-6)
-
-
 def test_run_caches_every_point_so_an_interrupted_run_resumes(tmp_path):
     from lib.core import ArtifactCache
 

@@ -161,41 +161,6 @@ def nnpu_objective(scores_p: torch.Tensor, scores_u: torch.Tensor, prior: float,
     return parts["positive"] + parts["negative"]
 
 
-class Adam:
-    """Adam (Kingma & Ba) with L2 weight decay added to the gradient, as ``torch.optim.Adam``.
-
-    A few lines instead of ``torch.optim``: constructing any ``torch.optim`` optimizer
-    imports ``torch._dynamo``, which costs seconds in every fresh kernel, more than the
-    whole nnPU fit at smoke scale. A test checks it step for step against ``torch.optim.Adam``.
-    """
-
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
-        self.params = list(params)
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            g = p.grad + self.weight_decay * p if self.weight_decay else p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)                 # first moment
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)          # second moment
-            m_hat = m / (1 - b1 ** self.t)
-            v_hat = v / (1 - b2 ** self.t)
-            p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
-
-
 class NNPUClassifier(_PUTags, ClassifierMixin, BaseEstimator):
     """nnPU with a small MLP (``hidden=0``: linear) trained by Adam on standardized inputs.
 
@@ -251,7 +216,7 @@ class NNPUClassifier(_PUTags, ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             self.model_ = self._model(Z.shape[1]).to(self.device)
-        opt = Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         full_batch = self.batch_size >= len(s)
         self.history_ = []  # mean minibatch nnPU risk per epoch (before each step)
         for _ in range(self.epochs):
