@@ -11,6 +11,7 @@ from lib.quant import (
     allocate_bits,
     assign_to_codebook,
     convex_hull_options,
+    kmeans_1d_multi,
     kmeans_quantize,
     model_size_bits,
     multiple_choice_knapsack,
@@ -63,6 +64,32 @@ def test_fast_zero_kmeans_is_exact_for_every_k_at_once():
             q = assign_to_codebook(torch.tensor(x), codebook).numpy()
             assert float(((q - x) ** 2).sum()) == pytest.approx(dist, rel=1e-9, abs=1e-10)
             assert codebook.numel() == k + 1 and 0.0 in codebook.tolist()
+
+
+def test_plain_kmeans_equals_brute_force_and_the_two_row_solvers_agree():
+    from lib.quant.kmeans import _bins, _dc_row, _dense_row, _sse_matrix
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        x = rng.normal(size=int(rng.integers(1, 7)))
+        for k, (codebook, dist) in zip((1, 2, 3), kmeans_1d_multi(torch.tensor(x), [1, 2, 3]),
+                                       strict=True):
+            best = np.inf
+            for labels in itertools.product(range(k), repeat=x.size):
+                labels = np.array(labels)
+                best = min(best, sum(float(((x[labels == c] - x[labels == c].mean()) ** 2).sum())
+                                     for c in range(k) if (labels == c).any()))
+            assert dist == pytest.approx(best, abs=1e-10)
+            assert codebook.numel() == k
+    for _ in range(20):  # divide and conquer = brute-force minimum, row by row
+        w, s, q = _bins(np.sort(rng.laplace(size=int(rng.integers(2, 300))))[::-1], 10_000)
+        prev = np.where(np.arange(w.size) == 0, 0.0, np.inf)
+        sse = _sse_matrix(w, s, q)
+        for _ in range(4):
+            fast, _ = _dc_row(prev, w, s, q)
+            slow, _ = _dense_row(prev, sse)
+            assert np.allclose(fast[1:], slow[1:], rtol=1e-9, atol=1e-12)
+            prev = np.minimum(prev, fast)
 
 
 def test_binned_zero_kmeans_is_never_below_the_optimum_and_close_to_it():

@@ -88,3 +88,18 @@ def test_embedded_digits_and_small_cnn_shapes():
     assert len(data["y_train"]) + len(data["y_test"]) == 1797
     assert abs(float(data["x_train"].mean())) < 1e-5
     assert small_cnn()(data["x_test"][:3]).shape == (3, 10)
+
+
+def test_step_batches_depend_only_on_seed_and_step():
+    from torch.utils.data import TensorDataset
+
+    from lib.vision import StepBatches
+
+    ds = TensorDataset(torch.arange(23).float(), torch.arange(23))
+    a = StepBatches(ds, 5, seed=3, workers=0)
+    seq = [a(s)[1].tolist() for s in range(10)]  # 4 batches an epoch, 2.5 epochs
+    assert sorted(sum(seq[:4], [])) == sorted(set(sum(seq[:4], []))), "no repeats in an epoch"
+    assert seq[:4] != seq[4:8], "each epoch is a new permutation"
+    resumed = StepBatches(ds, 5, seed=3, workers=0)
+    assert [resumed(s)[1].tolist() for s in (6, 7, 8)] == seq[6:9]  # a resume mid-epoch
+    assert StepBatches(ds, 5, seed=4, workers=0)(0)[1].tolist() != seq[0]

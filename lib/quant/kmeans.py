@@ -113,6 +113,24 @@ def _dc_row(prev: np.ndarray, w: np.ndarray, s: np.ndarray, q: np.ndarray
     return cur, arg
 
 
+_DENSE_ROWS = 512  # up to this many runs a row is one broadcast min, beyond it divide and conquer
+
+
+def _dense_row(prev: np.ndarray, sse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_dc_row`` by brute force over the precomputed ``sse[u, t]`` (``inf`` for u >= t)."""
+    table = prev[:, None] + sse
+    arg = np.argmin(table, axis=0)
+    return table[arg, np.arange(table.shape[1])], arg
+
+
+def _sse_matrix(w: np.ndarray, s: np.ndarray, q: np.ndarray) -> np.ndarray:
+    u, t = np.meshgrid(np.arange(w.size), np.arange(w.size), indexing="ij")
+    cnt = w[t] - w[u]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sse = (q[t] - q[u]) - (s[t] - s[u]) ** 2 / cnt
+    return np.where(u < t, np.maximum(sse, 0.0), np.inf)
+
+
 def _bins(a: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prefix sums of count, sum and sum of squares over runs of the sorted values ``a``
     (one run per value when there are at most ``max_bins``)."""
@@ -128,17 +146,22 @@ def _bins(a: np.ndarray, max_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return edges.astype(np.float64), s1[edges], s2[edges]
 
 
-def _side_tables(a: np.ndarray, k: int, max_bins: int):
+def _side_tables(a: np.ndarray, k: int, max_bins: int, zero_tail: bool = True):
     """For magnitudes ``a`` sorted descending: the least cost ``F[j]`` with ``j = 0..k`` free
-    clusters over a prefix (the rest to 0), and what is needed to rebuild the clusters."""
+    clusters over a prefix (the rest to 0), and what is needed to rebuild the clusters.
+    ``zero_tail=False``: no zero centre, all values are clustered (plain 1-D k-means)."""
     w, s, q = _bins(a, max_bins)
     m = w.size - 1
-    tail = q[-1] - q  # the values after position t go to 0
+    # the values after position t go to 0; without a zero centre, no value may
+    tail = q[-1] - q if zero_tail else np.where(np.arange(m + 1) == m, 0.0, np.inf)
     rows = [np.where(np.arange(m + 1) == 0, 0.0, np.inf)]
     args, from_prev = [], []
+    sse = _sse_matrix(w, s, q) if 0 < m <= _DENSE_ROWS else None
     for _ in range(k):
         if m == 0:
             cur, arg = np.zeros(1), np.zeros(1, dtype=np.int64)
+        elif sse is not None:
+            cur, arg = _dense_row(rows[-1], sse)
         else:
             cur, arg = _dc_row(rows[-1], w, s, q)
         keep_prev = rows[-1] <= cur  # an empty cluster: no better with one more centre
@@ -199,6 +222,50 @@ def zero_kmeans_1d_multi(values: torch.Tensor, ks: list[int], max_bins: int = 51
     return out
 
 
+def kmeans_1d_multi(values: torch.Tensor, ks: list[int], max_bins: int = 512,
+                    lloyd_iters: int = 100) -> list[tuple[torch.Tensor, float]]:
+    """Plain 1-D k-means (no fixed zero) for several ``k``: (sorted codebook of length
+    ``k``, distortion) each, by the same dynamic programme over the sorted values."""
+    if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
+        raise ValueError(f"every k must be an integer >= 1, got {ks}")
+    x = values.detach().flatten().to(torch.float64).cpu().numpy()
+    if np.isnan(x).any():
+        raise ValueError("values contain NaN")
+    xs = np.sort(x)
+    if xs.size == 0:
+        return [(torch.zeros(k, dtype=values.dtype), 0.0) for k in ks]
+    tables = _side_tables(xs, max(ks), max_bins, zero_tail=False)
+    s1, s2 = _prefix(xs)
+    out = []
+    for k in ks:
+        centres = _side_centres(k, tables)
+        dist = float(tables[0][k])
+        centres = np.array(centres + [centres[-1]] * (k - len(centres)), dtype=np.float64)
+        if xs.size > max_bins:  # refine the binned solution on all values
+            refined, refined_dist = _lloyd_plain(xs, s1, s2, centres, lloyd_iters)
+            if refined_dist <= dist:
+                centres, dist = refined, refined_dist
+        out.append((torch.as_tensor(np.sort(centres), dtype=values.dtype), max(dist, 0.0)))
+    return out
+
+
+def _lloyd_plain(xs, s1, s2, centres, iters):
+    """Lloyd iterations on sorted ``xs`` with ``centres`` only (no fixed zero)."""
+    n = xs.size
+    c = np.sort(centres)
+    for _ in range(max(iters, 1)):
+        cuts = np.concatenate([[0], np.searchsorted(xs, (c[1:] + c[:-1]) / 2, side="left"), [n]])
+        a, b = cuts[:-1], cuts[1:]
+        new = np.where(b > a, (s1[b] - s1[a]) / np.maximum(b - a, 1), c)
+        if np.array_equal(new, c):
+            break
+        c = np.sort(new)
+    cuts = np.concatenate([[0], np.searchsorted(xs, (c[1:] + c[:-1]) / 2, side="left"), [n]])
+    a, b = cuts[:-1], cuts[1:]
+    dist = (s2[b] - s2[a]) - 2 * c * (s1[b] - s1[a]) + c * c * (b - a)
+    return c, float(dist.sum())
+
+
 def zero_kmeans_1d(values: torch.Tensor, k: int, max_bins: int = 512,
                    lloyd_iters: int = 100) -> tuple[torch.Tensor, float]:
     """The codebook ``{0} U {k centres}`` (sorted, length ``k + 1``) minimising the
@@ -220,7 +287,7 @@ def assign_to_codebook(values: torch.Tensor, codebook: torch.Tensor) -> torch.Te
 
 
 def kmeans_quantize(weight: torch.Tensor, bits: int, zero_counts: bool = False,
-                    max_bins: int = 512) -> KMeansQuantized:
+                    max_bins: int = 512, fixed_zero: bool = True) -> KMeansQuantized:
     """Quantize ``weight`` with a k-means codebook fitted to its nonzeros: ``2^bits``
     nonzero centres plus the fixed 0 (``zero_counts=True``: ``2^bits`` values including 0).
     Zeros stay zero; a nonzero goes to its nearest entry, possibly 0."""
@@ -230,16 +297,19 @@ def kmeans_quantize(weight: torch.Tensor, bits: int, zero_counts: bool = False,
     if k < 1:
         raise ValueError("with zero_counts=True, bits must be >= 1 (1 bit: {0, c})")
     w = weight.detach()
-    nz = w != 0
-    codebook, _ = zero_kmeans_1d(w[nz], k, max_bins=max_bins)
+    if not fixed_zero:  # plain k-means over every weight, zeros included: 2^b values
+        codebook, _ = kmeans_1d_multi(w, [2 ** bits], max_bins=max_bins)[0]
+        return quantize_with_codebook(w, codebook, bits, keep_zeros=False)
+    codebook, _ = zero_kmeans_1d(w[w != 0], k, max_bins=max_bins)
     return quantize_with_codebook(w, codebook, bits)
 
 
-def quantize_with_codebook(weight: torch.Tensor, codebook: torch.Tensor,
-                           bits: int) -> KMeansQuantized:
-    """Zeros stay zero; each nonzero goes to its nearest codebook entry."""
+def quantize_with_codebook(weight: torch.Tensor, codebook: torch.Tensor, bits: int,
+                           keep_zeros: bool = True) -> KMeansQuantized:
+    """Each weight goes to its nearest codebook entry; with ``keep_zeros`` zeros stay
+    zero whatever the codebook."""
     w = weight.detach()
-    nz = w != 0
+    nz = w != 0 if keep_zeros else torch.ones_like(w, dtype=torch.bool)
     q = torch.zeros_like(w)
     q[nz] = assign_to_codebook(w[nz], codebook)
     distortion = float(((w - q).double() ** 2).sum())
@@ -248,12 +318,18 @@ def quantize_with_codebook(weight: torch.Tensor, codebook: torch.Tensor,
 
 
 def kmeans_quantize_all_bits(weight: torch.Tensor, candidate_bits: list[int],
-                             max_bins: int = 512) -> list[KMeansQuantized]:
+                             max_bins: int = 512, fixed_zero: bool = True
+                             ) -> list[KMeansQuantized]:
     """``kmeans_quantize`` at every candidate bit-width from one dynamic programme."""
     if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in candidate_bits):
         raise ValueError(f"bits must be integers >= 1, got {candidate_bits!r}")
     w = weight.detach()
-    fits = zero_kmeans_1d_multi(w[w != 0], [2 ** b for b in candidate_bits], max_bins=max_bins)
+    ks = [2 ** b for b in candidate_bits]
+    if not fixed_zero:
+        fits = kmeans_1d_multi(w, ks, max_bins=max_bins)
+        return [quantize_with_codebook(w, cb, b, keep_zeros=False)
+                for (cb, _), b in zip(fits, candidate_bits, strict=True)]
+    fits = zero_kmeans_1d_multi(w[w != 0], ks, max_bins=max_bins)
     return [quantize_with_codebook(w, cb, b) for (cb, _), b in zip(fits, candidate_bits,
                                                                     strict=True)]
 

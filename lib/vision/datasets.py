@@ -134,3 +134,40 @@ def vision_loaders(name: str, batch_size: int, root: str | Path | None = None, *
     return (DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=workers,
                        generator=g, drop_last=True, persistent_workers=workers > 0),
             DataLoader(test, batch_size=batch_size, shuffle=False, num_workers=workers))
+
+
+class StepBatches:
+    """Batch ``step`` of a map-style data set, depending only on ``(seed, step)``.
+
+    Each epoch is a permutation drawn from ``(seed, epoch)``; batches are read by a
+    ``DataLoader`` (with ``workers`` processes) that is restarted at the right offset when a
+    run resumes from a checkpoint, so ``train_loop`` can resume a full-scale run exactly.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, workers: int = 4):
+        if batch_size < 1 or len(dataset) < batch_size:
+            raise ValueError(f"need 1 <= batch_size <= len(dataset), got {batch_size}, "
+                             f"{len(dataset)}")
+        self.dataset, self.batch_size, self.seed, self.workers = dataset, batch_size, seed, workers
+        self.per_epoch = len(dataset) // batch_size
+        self._iter, self._next_step = None, None
+
+    def _start(self, step: int) -> None:
+        from torch.utils.data import Subset
+
+        from lib.core import derive_seed, make_generator
+
+        epoch, offset = divmod(step, self.per_epoch)
+        perm = torch.randperm(len(self.dataset),
+                              generator=make_generator(derive_seed(self.seed, "epoch", epoch)))
+        rest = perm[offset * self.batch_size: self.per_epoch * self.batch_size]
+        loader = DataLoader(Subset(self.dataset, rest.tolist()), batch_size=self.batch_size,
+                            shuffle=False, num_workers=self.workers, drop_last=True)
+        self._iter, self._next_step = iter(loader), step
+
+    def __call__(self, step: int):
+        if self._iter is None or step != self._next_step or step % self.per_epoch == 0:
+            self._start(step)
+        batch = next(self._iter)
+        self._next_step = step + 1
+        return batch

@@ -1,0 +1,157 @@
+"""Sparsity-quantization joint learning: the budget is met as accounted, the ADMM residual
+shrinks, the V-step's bits are the exact multiple-choice knapsack's."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from lib.core import with_knobs
+from lib.papers import prune_quant as pq
+from lib.quant import kmeans_quantize, model_size_bits
+from lib.sparse import prunable_layers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: threads only add synchronisation
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return pq.CONFIGS["smoke"]
+
+
+def test_final_model_meets_the_bit_budget_as_accounted(smoke):
+    for method, level in (("joint", 200.0), ("prune-only", 50.0), ("prune-then-quantize", 200.0),
+                          ("quantize-only", 2.0)):
+        r = pq.compress(smoke, method, level)
+        model = pq.make_task(smoke).make_model()
+        model.load_state_dict(r["state_dict"])
+        layers = prunable_layers(model)
+        bits = [row["bits"] for row in r["layers"]]
+        recount = model_size_bits(layers, bits).total_bits
+        assert recount == r["size_bits"] <= r["budget_bits"], method
+        n = sum(m.weight.numel() for _, m in layers)
+        if method != "quantize-only":
+            assert r["budget_bits"] == int(32 * n // level)
+            assert r["size_bits"] >= 0.95 * r["budget_bits"], "the budget should be used"
+        for (_, m), b in zip(layers, bits, strict=True):
+            values = torch.unique(m.weight.detach())
+            nonzero = values[values != 0].numel()
+            assert nonzero <= 2 ** b, f"{method}: {nonzero} values do not fit {b} bits"
+    with pytest.raises(ValueError, match="valid methods"):
+        pq.compress(smoke, "distill-only", 10.0)
+    with pytest.raises(ValueError, match="ratio"):
+        pq.budget_bits(nn.Linear(2, 2), 0.5)
+
+
+def test_admm_residual_shrinks_over_iterations(smoke):
+    cfg = with_knobs(smoke, epochs=10, rho=10.0)  # one V-step an epoch, as the official code
+    task = pq.make_task(cfg)
+    dense = pq.pretrained_dense(cfg)["state_dict"]
+
+    def residuals(config) -> list[float]:
+        model = task.make_model()
+        model.load_state_dict(dense)
+        out = pq.admm_compress(model, task, config, pq.budget_bits(model, 50.0))
+        return [h["residual"] for h in out["history"][1:]]  # [0]: before any W-step
+
+    pulled = residuals(cfg)
+    third = len(pulled) // 3
+    assert len(pulled) == 10
+    assert sum(pulled[-third:]) < 0.5 * sum(pulled[:third]), pulled
+    assert pulled[-1] < pulled[0]
+    free = residuals(with_knobs(cfg, rho=0.0))  # no proximal pull: W never meets V
+    assert free[-1] > 3 * pulled[-1], (free, pulled)
+
+
+def _brute_force_bits(layers, nnz, candidate, budget):
+    dist = [[kmeans_quantize(w, b).distortion for b in candidate] for w in layers]
+    best, arg = float("inf"), None
+    for choice in itertools.product(range(len(candidate)), repeat=len(layers)):
+        cost = sum(candidate[i] * n for i, n in zip(choice, nnz, strict=True))
+        d = sum(dist[j][i] for j, i in enumerate(choice))
+        if cost <= budget and d < best - 1e-12:
+            best, arg = d, [candidate[i] for i in choice]
+    return arg, best, dist
+
+
+def test_v_step_bits_equal_the_exact_multiple_choice_knapsack():
+    g = torch.Generator().manual_seed(0)
+    candidate = (1, 2, 3, 4, 5, 6)
+    agree = 0
+    for case in range(12):
+        layers = [torch.randn(int(torch.randint(20, 120, (1,), generator=g)), generator=g)
+                  * float(torch.rand(1, generator=g) * 2 + 0.1) for _ in range(3)]
+        for w in layers:
+            w[torch.rand(w.shape, generator=g) < 0.3] = 0.0
+        support = [w != 0 for w in layers]
+        nnz = [int(s.sum()) for s in support]
+        budget = int(sum(nnz) * (1.5 + 3.5 * case / 11))
+        _, bits, info = pq.quantization_projection(layers, support, budget, candidate, "exact")
+        expected, best, dist = _brute_force_bits(layers, nnz, candidate, budget)
+        assert bits == expected, (case, bits, expected)
+        # the paper's greedy: feasible and within one hull step of the optimum
+        _, greedy, _ = pq.quantization_projection(layers, support, budget, candidate, "greedy")
+        assert sum(b * n for b, n in zip(greedy, nnz, strict=True)) <= budget
+        got = sum(dist[j][candidate.index(b)] for j, b in enumerate(greedy))
+        assert got <= best + max(d[0] - d[-1] for d in dist) + 1e-9
+        agree += info["greedy_agrees"]
+    assert agree >= 6, "greedy and exact should agree on most small cases"
+
+
+def test_sparse_projection_and_proximal_pull_closed_forms():
+    w = [torch.tensor([3.0, -0.5, 1.0]), torch.tensor([2.0, 0.1])]
+    # scores w^2/b with bits (1, 4): 9, .25, 1 | 1, .0025 -> keep 3 (1 bit), 1 (1 bit), 2 (4 bits)
+    nnz = pq.sparse_projection(w, [1, 4], budget=6)
+    assert nnz == [2, 1] and w[0].tolist() == [3.0, 0.0, 1.0] and w[1].tolist() == [2.0, 0.0]
+    x = torch.randn(5, generator=torch.Generator().manual_seed(1))
+    v, u = torch.randn(5), torch.randn(5)
+    pulled = [x.clone()]
+    pq.proximal_pull(pulled, [v], [u], lr=0.1, rho=3.0)
+    # optimality: (X - W) / lr + rho (X - V + U) = 0
+    assert torch.allclose((pulled[0] - x) / 0.1 + 3.0 * (pulled[0] - v + u), torch.zeros(5),
+                          atol=1e-5)
+
+
+def test_distillation_loss_closed_form():
+    torch.manual_seed(0)
+    student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    t = 2.0
+    plain = pq.classification_loss(student, x, y)
+    kd = pq.classification_loss(student, x, y, teacher, t)
+    p = torch.softmax(teacher(x) / t, 1)
+    expected = plain + t * -(p * torch.log_softmax(student(x) / t, 1)).sum(1).mean()
+    assert torch.allclose(kd, expected) and kd > plain
+
+
+def test_full_scale_code_path_on_an_mnist_fixture(tmp_path):
+    import numpy as np
+
+    from lib.core import ArtifactCache
+    from tests.test_vision_data import _write_idx
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 16), ("t10k", 8)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    cfg = pq.setup_config("full", "lenet5-mnist", data_root=str(tmp_path), epochs=1,
+                          pretrain_epochs=1, batch_size=4, workers=0, kmeans_bins=32)
+    out = pq.run(cfg, cache=ArtifactCache(tmp_path / "cache"), ckpt_dir=tmp_path / "ckpt")
+    (joint,) = out["runs"]
+    assert joint["method"] == "joint" and joint["size_bits"] <= joint["budget_bits"]
+    assert joint["ratio"] >= 1975.0 and len(joint["layers"]) == 4
+    assert any((tmp_path / "ckpt").rglob("*.pt")), "full-scale runs checkpoint"
+    with pytest.raises(ValueError, match="valid setups"):
+        pq.setup_config("full", "vgg-cifar")
+    with pytest.raises(FileNotFoundError, match="fetch_vision.py alexnet-pretrained"):
+        pq.pretrained_dense(pq.setup_config("full", "alexnet-imagenet",
+                                            data_root=str(tmp_path)))
