@@ -46,6 +46,8 @@ def _prune_toc(node, keep: set[str]):
             stem = Path(file).stem
             if (paths.REPO_ROOT / "chapters" / f"{stem}.ipynb").exists() and stem not in keep:
                 return None
+        if "chapters" in node and not out.get("chapters"):
+            return None  # a part left with no chapters is not a valid toc entry
         return out
     if isinstance(node, list):
         items = [p for p in (_prune_toc(v, keep) for v in node) if p is not None]

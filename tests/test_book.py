@@ -40,3 +40,15 @@ def test_staged_book_renders_executed_notebooks_without_re_executing(tmp_path):
     assert all(not (REPO_ROOT / f"{f}.ipynb").exists() or f.endswith("foundations")
                for f in files), "--only must drop the other executable chapters"
     assert (tmp_path / "src" / "lib").resolve() == REPO_ROOT / "lib"
+
+
+def test_only_drops_parts_left_without_chapters():
+    from lib.book import _prune_toc
+    from lib.reproduce import chapters_in_toc
+
+    toc = {"format": "jb-book", "root": "intro", "parts": [
+        {"caption": "A", "chapters": [{"file": f"chapters/{c}"} for c in chapters_in_toc()]},
+        {"caption": "B", "chapters": [{"file": f"chapters/{chapters_in_toc()[-1]}"}]}]}
+    keep = {chapters_in_toc()[0]}
+    pruned = _prune_toc(toc, keep)
+    assert [p["caption"] for p in pruned["parts"]] == ["A"], "an empty part breaks the build"
