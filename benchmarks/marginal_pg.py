@@ -53,6 +53,9 @@ def main() -> None:
               f"{best_of(step) / 100 * 1e3:6.2f} ms")
 
     cfg = mpg.CONFIGS["tutorial"]
+    # warm-up: the first seed_everything imports torch._inductor (seconds, once per process)
+    train_a2c(make_platform_vector_env(2), mpg.platform_head("angle", 0.3, 0.3),
+              A2CSettings(n_envs=2, updates=1), 0, show_progress=False)
     for method in mpg.PLATFORM_METHODS:
         envs = make_platform_vector_env(cfg.n_envs, step_size=cfg.step_size,
                                         goal_radius=cfg.goal_radius,

@@ -108,52 +108,58 @@ def _check_order(k: int) -> None:
 
 
 def _log_m_pair(alpha: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log M_k, log M_{k-1})`` at ``alpha`` in float64, for ``k >= 1``, stable for any alpha."""
-    a = alpha.detach().double()
-    log_m0 = torch.special.log_ndtr(a)
+    """``(log M_k, log M_{k-1})`` at ``alpha`` in float64, for ``k >= 1``, stable for any alpha.
+
+    Computed in NumPy (no autograd needed: ``_LogM`` supplies the derivative); on the small
+    batches of an A2C update this is several times faster than the same loop in torch.
+    """
+    from scipy.special import log_ndtr
+
+    a = alpha.detach().cpu().double().numpy().reshape(-1)
+    log_m0 = log_ndtr(a)
     # alpha >= CF_SPLIT: forward recursion on rho_j = M_j / M_{j-1} (no cancellation there).
-    af = a.clamp(min=CF_SPLIT)
-    rho = af + torch.exp(-0.5 * af**2 - LOG_SQRT_2PI - torch.special.log_ndtr(af))  # rho_1
-    forward = [rho]
+    af = np.maximum(a, CF_SPLIT)
+    rho = af + np.exp(-0.5 * af**2 - LOG_SQRT_2PI - log_ndtr(af))  # rho_1 = alpha + phi / Phi
+    rhos = np.empty((k, a.size))
+    rhos[0] = rho
     for j in range(1, k):
         rho = af + j / rho  # rho_{j+1} = alpha + j / rho_j
-        forward.append(rho)
+        rhos[j] = rho
     # alpha < CF_SPLIT: rho_j = j / (x + rho_{j+1}), x = -alpha > 3, run down from deep in
     # (only where needed: the continued fraction is the costly part).
-    rhos = torch.stack(forward)  # (k, ...)
     low = a < CF_SPLIT
     if low.any():
         x = -a[low]
-        r = torch.zeros_like(x)
-        backward = torch.empty((k, *x.shape), dtype=x.dtype)
+        r = np.zeros_like(x)
         for j in range(k + CF_DEPTH, 0, -1):
             r = j / (x + r)
             if j <= k:
-                backward[j - 1] = r
-        rhos[:, low] = backward
-    log_rho = torch.log(rhos)
+                rhos[j - 1, low] = r
+    log_rho = np.log(rhos)
     log_mk = log_m0 + log_rho.sum(0)
-    return log_mk, log_mk - log_rho[-1]
+    as_tensor = lambda v: torch.from_numpy(v.reshape(alpha.shape)).to(alpha.device)  # noqa: E731
+    return as_tensor(log_mk), as_tensor(log_mk - log_rho[-1])
 
 
 class _LogM(torch.autograd.Function):
-    """``log M_k(alpha)`` with the derivative ``M_k' / M_k = k M_{k-1} / M_k``."""
+    """``log M_k(alpha)``, and ``log(M_{k-1} / M_k)`` (not differentiable) for the backward:
+    ``d/dalpha log M_k = M_k' / M_k = k M_{k-1} / M_k``."""
 
     @staticmethod
-    def forward(alpha: torch.Tensor, k: int) -> torch.Tensor:
-        return _log_m_pair(alpha, k)[0].to(alpha.dtype)
+    def forward(alpha: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        log_mk, log_mk1 = _log_m_pair(alpha, k)
+        return log_mk.to(alpha.dtype), (log_mk1 - log_mk).to(alpha.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        alpha, k = inputs
-        ctx.save_for_backward(alpha)
-        ctx.k = k
+        ctx.k = inputs[1]
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
 
     @staticmethod
-    def backward(ctx, grad):
-        (alpha,) = ctx.saved_tensors
-        log_mk, log_mk1 = _log_m_pair(alpha, ctx.k)
-        return grad * (ctx.k * torch.exp(log_mk1 - log_mk)).to(grad.dtype), None
+    def backward(ctx, grad, _grad_log_ratio):
+        (log_ratio,) = ctx.saved_tensors
+        return grad * ctx.k * torch.exp(log_ratio), None
 
 
 def log_m(alpha: torch.Tensor, k: int) -> torch.Tensor:
@@ -161,7 +167,7 @@ def log_m(alpha: torch.Tensor, k: int) -> torch.Tensor:
     _check_order(k)
     if k == 0:
         return torch.special.log_ndtr(alpha)
-    return _LogM.apply(alpha, k)
+    return _LogM.apply(alpha, k)[0]
 
 
 def m_ratio(alpha: torch.Tensor, k: int) -> torch.Tensor:
@@ -874,8 +880,8 @@ CONFIGS = ScaleConfigs(
         bandit_samples=50_000, bandit_sigmas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
         clip_locs=(-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
         step_size=0.1, goal_radius=0.1, max_episode_steps=1000, sigma=0.3, angle_sigma=0.3,
-        seeds=5, n_envs=16, n_steps=5, updates=800, lr=1e-3, hidden=(32, 32),
-        variance_points=8, variance_states=16, variance_rollout=16, variance_actions=64,
+        seeds=5, n_envs=16, n_steps=5, updates=600, lr=1e-3, hidden=(32, 32),
+        variance_points=6, variance_states=16, variance_rollout=16, variance_actions=64,
         curve_bins=16, control_updates=0, control_seeds=0, control_n_envs=8, **_COMMON),
     full=MarginalPGConfig(
         bandit_samples=1_000_000, bandit_sigmas=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
