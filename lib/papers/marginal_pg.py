@@ -888,7 +888,7 @@ CONFIGS = ScaleConfigs(
         clip_locs=tuple(np.round(np.linspace(-2.5, 2.5, 21), 2).tolist()),
         step_size=0.01, goal_radius=0.01, max_episode_steps=10_000, sigma=0.3,
         angle_sigma=0.3, seeds=10, n_envs=32, n_steps=10, updates=5_000, lr=1e-3,
-        hidden=(32, 32), variance_points=20, variance_states=32, variance_rollout=256,
+        hidden=(32, 32), variance_points=20, variance_states=32, variance_rollout=64,
         variance_actions=256, curve_bins=40, control_updates=8_000, control_seeds=5,
         control_n_envs=16, **_COMMON),
 )
