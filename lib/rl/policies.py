@@ -1,0 +1,93 @@
+"""Fixed-scale Gaussian policies as ``torch.distributions`` objects an A2C loss can use.
+
+A policy head turns the actor's output ``loc`` into a distribution object with three methods:
+``sample(generator=...)`` draws the action the agent *samples*, ``log_prob(action)`` is what the
+policy-gradient loss differentiates, and ``env_action(action)`` is the transformation ``T``
+applied before the environment sees the action (identity, clipping, a direction...).
+The scale is fixed (not learned), as in Eisenach et al. (2019).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Distribution, constraints
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _check_scale(scale: float) -> float:
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    return float(scale)
+
+
+class DiagonalGaussianPolicy(Distribution):
+    """``a ~ N(loc, scale^2 I)``; ``log_prob`` sums over the last axis; ``T`` is the identity."""
+
+    arg_constraints = {"loc": constraints.real}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, loc: torch.Tensor, scale: float):
+        self.loc, self.scale = loc, _check_scale(scale)
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    def sample(self, sample_shape: tuple[int, ...] = (),
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.loc.shape
+        noise = torch.randn(shape, generator=generator, dtype=self.loc.dtype)
+        return (self.loc + self.scale * noise.to(self.loc.device)).detach()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        z = (value - self.loc) / self.scale
+        return (-0.5 * z**2 - math.log(self.scale) - LOG_SQRT_2PI).sum(-1)
+
+    def score_loc(self, value: torch.Tensor) -> torch.Tensor:
+        """``grad_loc log N(value; loc, scale^2 I) = (value - loc) / scale^2``."""
+        return (value - self.loc) / self.scale**2
+
+    def env_action(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+
+class AngleGaussianPolicy(DiagonalGaussianPolicy):
+    """A 1-D Gaussian on the angle: ``theta ~ N(loc, scale^2)``, ``T(theta) = (cos, sin)``.
+
+    The baseline "1-D Gaussian on the angle" of the paper's Platform2D experiment: the actor
+    outputs one number, the environment receives the unit vector at that angle.
+    """
+
+    def env_action(self, value: torch.Tensor) -> torch.Tensor:
+        theta = value[..., 0]
+        return torch.stack([torch.cos(theta), torch.sin(theta)], dim=-1)
+
+
+@dataclass(frozen=True)
+class GaussianHead:
+    """Policy head ``loc -> DiagonalGaussianPolicy(loc, scale)``; ``loc_dim`` actor outputs."""
+
+    scale: float
+    loc_dim: int
+
+    def __post_init__(self):
+        _check_scale(self.scale)
+
+    def __call__(self, loc: torch.Tensor) -> DiagonalGaussianPolicy:
+        return DiagonalGaussianPolicy(loc, self.scale)
+
+
+@dataclass(frozen=True)
+class AngleHead:
+    """Policy head for the 1-D angle policy (one actor output)."""
+
+    scale: float
+    loc_dim: int = 1
+
+    def __post_init__(self):
+        _check_scale(self.scale)
+
+    def __call__(self, loc: torch.Tensor) -> AngleGaussianPolicy:
+        return AngleGaussianPolicy(loc, self.scale)
