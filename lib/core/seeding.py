@@ -12,16 +12,18 @@ import torch
 def seed_everything(seed: int, *, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch; return a fresh ``torch.Generator`` seeded with ``seed``.
 
-    With ``deterministic`` torch is asked for deterministic kernels (warn-only, so an op
-    without a deterministic implementation still runs) and cuDNN autotuning is off.
-    On CPU two runs with the same seed and thread count then give identical numbers.
+    With ``deterministic`` and CUDA present, torch is asked for deterministic kernels
+    (warn-only, so an op without a deterministic implementation still runs) and cuDNN
+    autotuning is off. CPU kernels are deterministic already: two CPU runs with the same
+    seed and thread count give identical numbers (tests/test_core_train.py checks it), and
+    the switch is skipped there because it imports ``torch._inductor`` (seconds per process).
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
+    if deterministic and torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
