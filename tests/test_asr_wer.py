@@ -6,7 +6,7 @@ import random
 import jiwer
 import pytest
 
-from lib.asr.wer import edit_distance, word_error_rate, word_errors
+from lib.asr.wer import edit_distance, paired_bootstrap, word_error_rate, word_errors
 
 
 def _brute_force_distance(a, b):
@@ -45,3 +45,14 @@ def test_known_cases_and_errors():
         word_error_rate(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="no words"):
         word_error_rate([""], [""])
+
+
+def test_paired_bootstrap_difference_and_interval():
+    refs = ["one two three four"] * 40
+    worse = ["one two three five"] * 40             # 25% WER
+    better = ["one two three four"] * 30 + ["one two"] * 10  # 12.5% WER
+    out = paired_bootstrap(refs, worse, better, n_resamples=500)
+    assert out["difference"] == pytest.approx(0.125)
+    assert out["low"] > 0 and out["high"] <= 0.25 and out["p_b_better"] == 1.0
+    same = paired_bootstrap(refs, worse, worse, n_resamples=50)
+    assert same["difference"] == same["low"] == same["high"] == 0.0

@@ -45,7 +45,12 @@ from .recipes import (
 )
 from .text import CharTokenizer, SentencePieceTokenizer, WordTokenizer, tokenizer_from_state
 from .training import TrainConfig, evaluate_wer, make_optimizer, make_specaugment, train_asr
-from .wer import edit_distance, word_error_rate, word_errors
+from .wer import (
+    edit_distance,
+    paired_bootstrap,
+    word_error_rate,
+    word_errors,
+)
 
 __all__ = [
     "ARTIFACT_NAME", "ASRModel", "Batch", "BucketBatches", "CharTokenizer", "DECODING_METHODS",
@@ -55,7 +60,7 @@ __all__ = [
     "build_rnnt", "collate", "corpus_sets", "count_parameters", "dense_asr",
     "dense_asr_artifact", "dense_asr_cached", "digit_corpus", "edit_distance", "eval_splits",
     "evaluate_wer", "greedy_decode", "load_data", "log_mel", "make_noise", "make_optimizer",
-    "make_specaugment", "model_from_artifact", "real_time_factor", "small_rnnt_config",
-    "stream_beam_decode", "stream_greedy_decode", "tokenizer_from_state", "train_asr",
-    "train_dense", "transcribe", "word_error_rate", "word_errors",
+    "make_specaugment", "model_from_artifact", "paired_bootstrap", "real_time_factor",
+    "small_rnnt_config", "stream_beam_decode", "stream_greedy_decode", "tokenizer_from_state",
+    "train_asr", "train_dense", "transcribe", "word_error_rate", "word_errors",
 ]
