@@ -5,6 +5,8 @@ import torch
 from lib.asr import (
     DENSE_RECIPES,
     BucketBatches,
+    CharTokenizer,
+    StepBatchLoader,
     TrainConfig,
     UtteranceSet,
     WordTokenizer,
@@ -84,3 +86,33 @@ def test_shared_dense_model_is_built_once_and_reloads():
     for p, q in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(p, q)
     assert not torch.equal(model.cmvn.mean, torch.zeros(80)), "CMVN statistics were fitted"
+
+
+def test_step_loader_prefetches_the_same_batches_and_restarts_on_resume():
+    data, _ = _toy_set()
+    sampler = BucketBatches(data.lengths(), 4, seed=2)
+    plain = StepBatchLoader(data, sampler, 8)
+    ahead = StepBatchLoader(data, sampler, 8, num_workers=2)
+    for step in [0, 1, 2, 5, 6, 7]:  # a jump (resume) restarts the workers at that step
+        a, b = plain.get(step), ahead.get(step)
+        assert torch.equal(a.features, b.features) and torch.equal(a.targets, b.targets)
+    half = StepBatchLoader(data, sampler, 8, rank=1, world=2)
+    assert half.indices(3).tolist() == sampler.indices(3)[2:].tolist()
+
+
+def test_one_training_run_on_a_librispeech_fixture_tree(tmp_path):
+    from lib.asr.librispeech import LibriSpeechSet
+    from tests.test_asr_librispeech import write_fixture
+
+    write_fixture(tmp_path, "train-clean-100")
+    tok = CharTokenizer()
+    data = LibriSpeechSet(tmp_path, ["train-clean-100"], tok)
+    torch.manual_seed(0)
+    model = ASRModel(small_rnnt_config(tok.num_symbols, encoding_dim=32,
+                                       time_reduction_input_dim=8, num_heads=2, ffn_dim=32,
+                                       num_layers=1, symbol_embedding_dim=8))
+    model.cmvn.fit([data[i][0] for i in range(len(data))])
+    cfg = TrainConfig(steps=3, batch_size=2, warmup_steps=1, num_workers=1)
+    result = train_asr(model, data, cfg, seed=0, show_progress=False)
+    assert result.steps == 3 and all(torch.isfinite(torch.tensor(h["loss"]))
+                                     for h in result.history)

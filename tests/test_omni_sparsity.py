@@ -165,6 +165,18 @@ def test_search_never_exceeds_the_budget_and_beats_uniform_on_a_known_landscape(
                             mutation_prob=0.3, generator=make_generator(0))
 
 
+def test_supernet_step_under_ddp_equals_one_process_on_the_same_batches():
+    from lib.core import distributed
+    from tests._omni_ddp_worker import supernet_steps
+
+    single = torch.tensor(supernet_steps(2, 0))
+    results = distributed.launch(supernet_steps, 2, 2, 0)
+    rank0, rank1 = (torch.tensor(results[r]) for r in (0, 1))
+    assert torch.equal(rank0, rank1), "replicas must stay identical"
+    assert torch.allclose(rank0, single, atol=1e-5, rtol=0)
+    assert not torch.allclose(single, torch.tensor(supernet_steps(2, 1)), atol=1e-3)
+
+
 def test_config_validation_and_relative_gain():
     with pytest.raises(ValueError, match="valid knobs"):
         CONFIGS.get("smoke", sparsity=0.5)

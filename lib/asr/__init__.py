@@ -10,7 +10,7 @@ Typical use in a chapter::
 """
 
 from .corpus import DIGIT_WORDS, DigitCorpusConfig, add_noise, digit_corpus, make_noise
-from .data import BucketBatches, UtteranceSet, corpus_sets
+from .data import BucketBatches, StepBatchLoader, UtteranceSet, corpus_sets
 from .decode import (
     DECODING_METHODS,
     beam_decode,
@@ -33,8 +33,6 @@ from .model import (
 )
 from .recipes import (
     ARTIFACT_NAME,
-    DENSE_RECIPES,
-    DenseASRRecipe,
     dense_asr,
     dense_asr_artifact,
     dense_asr_cached,
@@ -43,6 +41,7 @@ from .recipes import (
     model_from_artifact,
     train_dense,
 )
+from .scales import DENSE_RECIPES, DenseASRRecipe
 from .text import CharTokenizer, SentencePieceTokenizer, WordTokenizer, tokenizer_from_state
 from .training import TrainConfig, evaluate_wer, make_optimizer, make_specaugment, train_asr
 from .wer import (
@@ -55,8 +54,8 @@ from .wer import (
 __all__ = [
     "ARTIFACT_NAME", "ASRModel", "Batch", "BucketBatches", "CharTokenizer", "DECODING_METHODS",
     "DENSE_RECIPES", "DIGIT_WORDS", "DenseASRRecipe", "DigitCorpusConfig", "GlobalCMVN",
-    "LogMel", "RNNTModelConfig", "SentencePieceTokenizer", "SpecAugment", "TrainConfig",
-    "UtteranceSet", "WordTokenizer", "add_noise", "base_rnnt_config", "beam_decode",
+    "LogMel", "RNNTModelConfig", "SentencePieceTokenizer", "SpecAugment", "StepBatchLoader",
+    "TrainConfig", "UtteranceSet", "WordTokenizer", "add_noise", "base_rnnt_config", "beam_decode",
     "build_rnnt", "collate", "corpus_sets", "count_parameters", "dense_asr",
     "dense_asr_artifact", "dense_asr_cached", "digit_corpus", "edit_distance", "eval_splits",
     "evaluate_wer", "greedy_decode", "load_data", "log_mel", "make_noise", "make_optimizer",

@@ -106,3 +106,46 @@ class BucketBatches:
     def indices(self, step: int) -> torch.Tensor:
         epoch, i = divmod(int(step), self.per_epoch)
         return self._epoch_batches(epoch)[i]
+
+
+class _StepsDataset(torch.utils.data.Dataset):
+    """Item ``i`` is the batch of step ``start + i`` (for DataLoader prefetching)."""
+
+    def __init__(self, loader: StepBatchLoader, start: int):
+        self.loader, self.start = loader, start
+
+    def __len__(self) -> int:
+        return self.loader.steps - self.start
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.loader.dataset.batch(self.loader.indices(self.start + i))
+
+
+class StepBatchLoader:
+    """``get(step)``: the ``Batch`` of a training step, this rank's shard of the sampler's
+    indices; with ``num_workers`` DataLoader workers read and featurise the next batches
+    ahead, in step order (a resumed run restarts the workers at its first step)."""
+
+    def __init__(self, dataset, sampler, steps: int, *, rank: int = 0, world: int = 1,
+                 num_workers: int = 0):
+        self.dataset, self.sampler, self.steps = dataset, sampler, steps
+        self.rank, self.world, self.num_workers = rank, world, num_workers
+        self._iterator, self._next = None, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        idx = self.sampler.indices(step)
+        if self.world > 1:
+            from lib.core.distributed import shard
+
+            idx = shard(idx, self.rank, self.world)
+        return idx
+
+    def get(self, step: int) -> Batch:
+        if self.num_workers == 0:
+            return self.dataset.batch(self.indices(step))
+        if self._iterator is None or step != self._next:
+            loader = torch.utils.data.DataLoader(_StepsDataset(self, step), batch_size=None,
+                                                 shuffle=False, num_workers=self.num_workers)
+            self._iterator, self._next = iter(loader), step
+        self._next += 1
+        return next(self._iterator)

@@ -3,19 +3,20 @@
 Chapters that start from a trained speech recogniser (omni-sparsity, noisy training) call
 ``dense_asr(scale, seed)`` and get the same model: smoke and tutorial scales train the small
 Emformer RNN-T on the synthesised digit corpus; full scale trains torchaudio's
-``emformer_rnnt_base`` on LibriSpeech 960 h with DDP over all visible GPUs.
+``emformer_rnnt_base`` on LibriSpeech 960 h with DDP over all visible GPUs. The recipes
+themselves live in ``lib.asr.scales``: the artifact's key holds their values, so editing one
+scale's recipe rebuilds that scale's model only.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lib.core import ArtifactCache, ScaleConfigs, seed_everything
+from lib.core import ArtifactCache, seed_everything
 
 from . import corpus as corpus_module
 from . import data as data_module
@@ -24,72 +25,18 @@ from . import features as features_module
 from . import model as model_module
 from . import text as text_module
 from . import training as training_module
-from .corpus import DIGIT_WORDS, DigitCorpusConfig, digit_corpus
+from .corpus import DIGIT_WORDS, digit_corpus
 from .data import UtteranceSet, corpus_sets
-from .model import (
-    ASRModel,
-    RNNTModelConfig,
-    base_rnnt_config,
-    cpu_state_dict,
-    small_rnnt_config,
-)
+from .model import ASRModel, RNNTModelConfig, cpu_state_dict
+from .scales import DENSE_RECIPES, DenseASRRecipe
 from .text import SentencePieceTokenizer, WordTokenizer, tokenizer_from_state
-from .training import TrainConfig, evaluate_wer, make_specaugment, train_asr
+from .training import evaluate_wer, make_specaugment, train_asr
 
 ARTIFACT_NAME = "asr-dense-rnnt"
 
 
-@dataclass(frozen=True)
-class DenseASRRecipe:
-    """Data, model and optimisation of the shared dense recogniser at one scale."""
-
-    data: str                       # "digits" or "librispeech"
-    model: RNNTModelConfig
-    train: TrainConfig
-    corpus: DigitCorpusConfig | None = None
-    librispeech_root: str = "data"
-    train_splits: tuple[str, ...] = ()
-    dev_splits: tuple[str, ...] = ()
-    test_splits: tuple[str, ...] = ()
-    sentencepiece_vocab: int = 4096
-    cmvn_utterances: int = 0        # 0: all training utterances
-    eval_batch_size: int = 64
-    gpus: int = 0                   # full scale: DDP workers (0: every visible GPU)
-
-    def __post_init__(self):
-        if self.data not in ("digits", "librispeech"):
-            raise ValueError(f"data must be 'digits' or 'librispeech', got {self.data!r}")
-        if self.data == "digits" and self.corpus is None:
-            raise ValueError("the digits recipe needs a corpus config")
-
-
-_DIGITS = len(DIGIT_WORDS) + 1  # eleven words + blank = 12 symbols
-
-DENSE_RECIPES = ScaleConfigs(
-    smoke=DenseASRRecipe(
-        data="digits",
-        corpus=DigitCorpusConfig(n_train=48, n_dev=16, n_test=16, n_test_seen=8),
-        model=small_rnnt_config(_DIGITS, encoding_dim=64, time_reduction_input_dim=16,
-                                num_heads=2, ffn_dim=128, num_layers=2,
-                                symbol_embedding_dim=32),
-        train=TrainConfig(steps=12, batch_size=8, warmup_steps=4, lr=2e-3)),
-    tutorial=DenseASRRecipe(
-        data="digits",
-        corpus=DigitCorpusConfig(n_train=2000, n_dev=200, n_test=300, n_test_seen=200),
-        model=small_rnnt_config(_DIGITS),
-        train=TrainConfig(steps=1500, batch_size=16, warmup_steps=300, lr=1e-3)),
-    full=DenseASRRecipe(
-        data="librispeech",
-        model=base_rnnt_config(4097),
-        train=TrainConfig(steps=66_000, batch_size=512, lr=5e-4, warmup_steps=10_000,
-                          specaugment=(27, 2, 100, 2), ckpt_every=2000),
-        train_splits=("train-clean-100", "train-clean-360", "train-other-500"),
-        dev_splits=("dev-other",), test_splits=("test-clean", "test-other"),
-        cmvn_utterances=10_000),
-)
-
-
 def _code() -> list[Any]:
+    """Modules whose logic decides the trained model (the recipe values are in the key)."""
     return [sys.modules[__name__], corpus_module, data_module, decode_module, features_module,
             model_module, text_module, training_module]
 

@@ -96,6 +96,12 @@ class SentencePieceTokenizer:
         self.model_proto = bytes(model_proto)
         self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
 
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers may pickle the dataset
+        return {"model_proto": self.model_proto}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["model_proto"])
+
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int,
               model_type: str = "unigram") -> SentencePieceTokenizer:

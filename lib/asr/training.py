@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from lib.core import TrainResult, train_loop
-from lib.core.distributed import rank_and_world, shard, wrap_ddp
+from lib.core.distributed import rank_and_world, wrap_ddp
 
-from .data import BucketBatches
+from .data import BucketBatches, StepBatchLoader
 from .decode import transcribe
 from .features import SpecAugment
 from .model import training_device
@@ -40,6 +40,8 @@ class TrainConfig:
     specaugment: tuple[int, int, int, int] = (15, 2, 10, 2)
     ckpt_every: int = 0
     eval_every: int = 0
+    #: DataLoader workers that read and featurise upcoming batches (LibriSpeech); 0: none
+    num_workers: int = 0
 
     def __post_init__(self):
         if self.decay not in ("constant", "cosine"):
@@ -92,15 +94,13 @@ def train_asr(model: nn.Module, train_set, config: TrainConfig, seed: int, *,
     model.to(device)
     trainable = wrap_ddp(model)
     opt, sched = make_optimizer(model, config)
-    batches = batch_sampler(train_set, config, seed)
+    loader = StepBatchLoader(train_set, batch_sampler(train_set, config, seed), config.steps,
+                             rank=rank, world=world, num_workers=config.num_workers)
     loss_fn = loss_fn or (lambda m, b, step: m(b))
 
     def step_fn(step: int) -> dict[str, float]:
         model.train()
-        idx = batches.indices(step)
-        if world > 1:
-            idx = shard(idx, rank, world)
-        batch = train_set.batch(idx).to(device)
+        batch = loader.get(step).to(device)
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(trainable, batch, step)
         loss.backward()

@@ -53,6 +53,7 @@ from lib.asr import (
     DENSE_RECIPES,
     ASRModel,
     BucketBatches,
+    StepBatchLoader,
     TrainConfig,
     count_parameters,
     dense_asr_artifact,
@@ -105,6 +106,7 @@ class OmniSparsityConfig:
     search_dev_utterances: int = 0   # 0: the whole dev set
     eval_batch_size: int = 64
     rtf_utterances: int = 20
+    num_workers: int = 0             # DataLoader workers reading batches ahead (full scale)
     gpus: int = 0                    # full scale: DDP workers (0: every visible GPU)
 
     def __post_init__(self):
@@ -135,10 +137,11 @@ CONFIGS = ScaleConfigs(
                              generations=2, rtf_utterances=2, eval_batch_size=32),
     tutorial=OmniSparsityConfig(dense_scale="tutorial", supernet_steps=50, pruned_steps=50,
                                 search_dev_utterances=100),
+    # full: 30 epochs of LibriSpeech 960 h at a global batch of 128 for each model
     full=OmniSparsityConfig(dense_scale="full", supernet_steps=66_000, pruned_steps=66_000,
-                            warmup_steps=2000, lr=5e-4, batch_size=512, ramp_fraction=0.3,
+                            warmup_steps=2000, lr=5e-4, batch_size=128, ramp_fraction=0.3,
                             prune_ramp_fraction=0.3, prune_every=200, population=32,
-                            generations=20, rtf_utterances=100),
+                            generations=20, rtf_utterances=100, num_workers=8),
 )
 
 
@@ -298,14 +301,17 @@ def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConf
                    *, ckpt_dir: str | Path | None = None,
                    show_progress: bool | None = None) -> dict[str, Any]:
     """Omni-sparsity training from the dense model: ``supernet_steps`` sandwich steps."""
-    from lib.core.distributed import rank_and_world, shard, wrap_ddp
+    from lib.core.distributed import rank_and_world, wrap_ddp
 
     seed_everything(seed)
     train_cfg = _finetune_config(config, config.supernet_steps)
     model, groups = _prepare(artifact, config, train_cfg)
     opt, sched = make_optimizer(model, train_cfg)
-    batches = BucketBatches(train_set.lengths(), config.batch_size, derive_seed(seed, "super"))
     rank, world = rank_and_world()
+    loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
+                                                      derive_seed(seed, "super")),
+                             config.supernet_steps, rank=rank, world=world,
+                             num_workers=config.num_workers)
     ddp = wrap_ddp(model) if world > 1 else None
     n_genes = len(groups)
     device = training_device()
@@ -314,8 +320,7 @@ def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConf
         model.train()
         g = make_generator(derive_seed(seed, "subnets", step))  # depends on (seed, step) only
         subnets = sample_subnets(step, n_genes, config, g)
-        idx = batches.indices(step)
-        batch = train_set.batch(shard(idx, rank, world) if world > 1 else idx).to(device)
+        batch = loader.get(step).to(device)
         logs = omni_supernet_step(model, groups, batch, subnets, opt, ddp=ddp)
         sched.step()
         return {**logs, "s_max": max_sparsity(step, config), "n_subnets": len(subnets)}
@@ -336,15 +341,17 @@ def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfi
                   show_progress: bool | None = None) -> dict[str, Any]:
     """The baseline: one model pruned to uniform ``sparsity`` (Zhu & Gupta's cubic schedule
     over ``prune_ramp_fraction`` of ``pruned_steps``, masks updated every ``prune_every``)."""
-    from lib.core.distributed import rank_and_world, shard, wrap_ddp
+    from lib.core.distributed import rank_and_world, wrap_ddp
 
     seed_everything(seed)
     train_cfg = _finetune_config(config, config.pruned_steps)
     model, groups = _prepare(artifact, config, train_cfg)
     opt, sched = make_optimizer(model, train_cfg)
-    batches = BucketBatches(train_set.lengths(), config.batch_size,
-                            derive_seed(seed, "prune", sparsity))
     rank, world = rank_and_world()
+    loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
+                                                      derive_seed(seed, "prune", sparsity)),
+                             config.pruned_steps, rank=rank, world=world,
+                             num_workers=config.num_workers)
     trainable = wrap_ddp(model) if world > 1 else model
     end = max(1, int(round(config.prune_ramp_fraction * config.pruned_steps)))
     device = training_device()
@@ -354,8 +361,7 @@ def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfi
         s_t = cubic_sparsity(step, sparsity, 0, end)
         if step % config.prune_every == 0 or step == end:
             apply_subnet(groups, (s_t,) * len(groups), keep_pruned=True)
-        idx = batches.indices(step)
-        batch = train_set.batch(shard(idx, rank, world) if world > 1 else idx).to(device)
+        batch = loader.get(step).to(device)
         opt.zero_grad(set_to_none=True)
         loss = trainable(batch)
         loss.backward()

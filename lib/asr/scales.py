@@ -1,0 +1,71 @@
+"""The recipes of the shared dense recogniser, one per scale (values only, no logic).
+
+``lib.asr.recipes`` trains and caches the model; the cache key holds a recipe's values and
+the source of the modules that train it, not this file, so editing the full-scale recipe does
+not rebuild the smoke or tutorial models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lib.core import ScaleConfigs
+
+from .corpus import DIGIT_WORDS, DigitCorpusConfig
+from .model import RNNTModelConfig, base_rnnt_config, small_rnnt_config
+from .training import TrainConfig
+
+
+@dataclass(frozen=True)
+class DenseASRRecipe:
+    """Data, model and optimisation of the shared dense recogniser at one scale."""
+
+    data: str                       # "digits" or "librispeech"
+    model: RNNTModelConfig
+    train: TrainConfig
+    corpus: DigitCorpusConfig | None = None
+    librispeech_root: str = "data"
+    train_splits: tuple[str, ...] = ()
+    dev_splits: tuple[str, ...] = ()
+    test_splits: tuple[str, ...] = ()
+    sentencepiece_vocab: int = 4096
+    cmvn_utterances: int = 0        # 0: all training utterances
+    eval_batch_size: int = 64
+    gpus: int = 0                   # full scale: DDP workers (0: every visible GPU)
+
+    def __post_init__(self):
+        if self.data not in ("digits", "librispeech"):
+            raise ValueError(f"data must be 'digits' or 'librispeech', got {self.data!r}")
+        if self.data == "digits" and self.corpus is None:
+            raise ValueError("the digits recipe needs a corpus config")
+
+
+_DIGITS = len(DIGIT_WORDS) + 1  # eleven words + blank = 12 symbols
+
+DENSE_RECIPES = ScaleConfigs(
+    smoke=DenseASRRecipe(
+        data="digits",
+        corpus=DigitCorpusConfig(n_train=48, n_dev=16, n_test=16, n_test_seen=8),
+        model=small_rnnt_config(_DIGITS, encoding_dim=64, time_reduction_input_dim=16,
+                                num_heads=2, ffn_dim=128, num_layers=2,
+                                symbol_embedding_dim=32),
+        train=TrainConfig(steps=12, batch_size=8, warmup_steps=4, lr=2e-3)),
+    tutorial=DenseASRRecipe(
+        data="digits",
+        corpus=DigitCorpusConfig(n_train=2000, n_dev=200, n_test=300, n_test_seen=200),
+        model=small_rnnt_config(_DIGITS),
+        train=TrainConfig(steps=1500, batch_size=16, warmup_steps=300, lr=1e-3)),
+    full=DenseASRRecipe(
+        data="librispeech",
+        model=base_rnnt_config(4097),
+        # 120 epochs of 281,241 utterances at a global batch of 128 (16 per GPU on 8 GPUs;
+        # the RNN-T logits of one 35 s utterance with 4097 symbols take ~1.4 GB, and their
+        # gradient as much again: lower batch_size on smaller GPUs)
+        train=TrainConfig(steps=264_000, batch_size=128, lr=5e-4, warmup_steps=10_000,
+                          specaugment=(27, 2, 100, 2), ckpt_every=2000, num_workers=8),
+        train_splits=("train-clean-100", "train-clean-360", "train-other-500"),
+        dev_splits=("dev-other",), test_splits=("test-clean", "test-other"),
+        cmvn_utterances=10_000),
+)
+
+
