@@ -582,9 +582,19 @@ def finetuned_artifacts(config: OmniSparsityConfig, seed: int, *, dense_seed: in
             "tokenizer": tokenizer}
 
 
+def split_names(config: OmniSparsityConfig) -> tuple[str, tuple[str, ...]]:
+    """``(dev split, test splits)``, the hardest test split first: unseen voices then the
+    training voices on the digit corpus; LibriSpeech test-other then test-clean."""
+    if DENSE_RECIPES[config.dense_scale].data == "librispeech":
+        return "dev-other", ("test-other", "test-clean")
+    return "dev", ("test", "test_seen")
+
+
 def evaluate_levels(config: OmniSparsityConfig, runs: dict[str, Any],
-                    splits: Sequence[str] = ("test", "test_seen")) -> list[dict[str, Any]]:
-    """WER of both approaches at every level: rows of (approach, sparsity, size, WER/split)."""
+                    splits: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """WER of both approaches at every level: rows of (approach, sparsity, size, WER/split,
+    hypotheses/split); ``splits`` default to ``split_names(config)[1]``."""
+    splits = split_names(config)[1] if splits is None else splits
     rows = []
     sets, tok = runs["sets"], runs["tokenizer"]
     supernet, groups, _ = load_finetuned(runs["dense"], runs["supernet"], config)
@@ -617,7 +627,7 @@ def evaluate_levels(config: OmniSparsityConfig, runs: dict[str, Any],
 
 
 def compare_approaches(rows: Sequence[dict[str, Any]], references: Sequence[str],
-                       split: str = "test", seed: int = 0) -> list[dict[str, Any]]:
+                       split: str, seed: int = 0) -> list[dict[str, Any]]:
     """Per sparsity: both WERs, the supernet's relative gain ``(b - o) / b`` and a paired
     bootstrap 95% interval of ``WER(pruned) - WER(supernet)`` over the test utterances."""
     by = {(r["approach"], r["sparsity"]): r for r in rows}
@@ -637,14 +647,16 @@ def compare_approaches(rows: Sequence[dict[str, Any]], references: Sequence[str]
 
 
 def search_for_budget(config: OmniSparsityConfig, runs: dict[str, Any], seed: int,
-                      splits: Sequence[str] = ("test", "test_seen")) -> dict[str, Any]:
+                      splits: Sequence[str] | None = None) -> dict[str, Any]:
     """Evolutionary search of per-layer sparsities for the budget (the uniform
     ``budget_sparsity`` sub-network's size), scored on dev; then the winner and the uniform
     sub-network of that size evaluated on the test splits. No retraining."""
     sets, tok = runs["sets"], runs["tokenizer"]
+    dev_name, default_tests = split_names(config)
+    splits = default_tests if splits is None else splits
     model, groups, _ = load_finetuned(runs["dense"], runs["supernet"], config)
     total = count_parameters(model)
-    dev = sets["dev"]
+    dev = sets[dev_name]
     if config.search_dev_utterances and config.search_dev_utterances < len(dev):
         dev = dev.subset(range(config.search_dev_utterances))
     n_genes = len(groups)
@@ -672,7 +684,7 @@ def search_for_budget(config: OmniSparsityConfig, runs: dict[str, Any], seed: in
            "evaluations": found["evaluations"], "search_seconds": search_seconds,
            "dev_fitness_best": found["fitness"], "dev_fitness_uniform": fitness(uniform),
            "metric": config.search_metric, "group_names": [n for n, _ in groups]}
-    for split in ("dev", *splits):
+    for split in (dev_name, *splits):
         out[f"{split}_wer_best"] = subnet_wer(model, groups, found["best"], sets[split], tok,
                                               config.eval_batch_size)
         out[f"{split}_wer_uniform"] = subnet_wer(model, groups, uniform, sets[split], tok,
@@ -719,4 +731,4 @@ __all__ = ["CONFIGS", "OmniSparsityConfig", "apply_subnet", "compare_approaches"
            "evolutionary_search", "finetuned_artifacts", "gradual_prune", "max_sparsity",
            "nested_subnet_masks", "omni_supernet_step", "relative_gain", "run",
            "sample_subnets", "search_for_budget", "subnet_size", "train_supernet",
-           "training_costs", "weight_groups"]
+           "split_names", "training_costs", "weight_groups"]
