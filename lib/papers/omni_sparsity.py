@@ -555,6 +555,19 @@ def _build(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int, sp
     return safe_torch_load(out_path)
 
 
+def finetuned_cached(config: OmniSparsityConfig, seed: int, *, dense_seed: int | None = None,
+                     cache: ArtifactCache | None = None) -> bool:
+    """Whether ``finetuned_artifacts`` would only load (the supernet and every pruned model
+    are in the cache)."""
+    cache = cache or ArtifactCache()
+    dense_seed = seed if dense_seed is None else dense_seed
+    key = {"config": config, "seed": seed, "recipe": DENSE_RECIPES[config.dense_scale],
+           "dense_seed": dense_seed}
+    pruned = [s for s in config.levels if s != 0.0 or config.finetune_dense_baseline]
+    return cache.contains("omni-supernet", key, code=_code()) and all(
+        cache.contains("omni-pruned", {**key, "sparsity": s}, code=_code()) for s in pruned)
+
+
 def finetuned_artifacts(config: OmniSparsityConfig, seed: int, *, dense_seed: int | None = None,
                         cache: ArtifactCache | None = None,
                         show_progress: bool | None = None) -> dict[str, Any]:
@@ -727,7 +740,7 @@ def relative_gain(baseline_wer: float, ours_wer: float) -> float:
 
 
 __all__ = ["CONFIGS", "OmniSparsityConfig", "apply_subnet", "compare_approaches",
-           "evaluate_levels",
+           "evaluate_levels", "finetuned_cached",
            "evolutionary_search", "finetuned_artifacts", "gradual_prune", "max_sparsity",
            "nested_subnet_masks", "omni_supernet_step", "relative_gain", "run",
            "sample_subnets", "search_for_budget", "subnet_size", "train_supernet",
