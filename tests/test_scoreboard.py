@@ -46,3 +46,17 @@ def test_prune_quant_reads_the_largest_budget(tmp_path):
 
 def test_every_claim_names_a_chapter_of_the_book():
     assert {c.chapter for c in scoreboard.CLAIMS} <= set(chapters_in_toc())
+
+
+def test_omni_sparsity_claims(tmp_path):
+    metrics = {"relative_gain_0": 0.01, "relative_gain_50": 0.05, "relative_gain_70": -0.02,
+               "relative_gain_90": 0.0, "supernet_vs_one_pruned_wall": 4.3,
+               "supernet_passes": 200, "pruned_passes": 150, "pruned_models": 3,
+               "search_test_wer": 0.21, "uniform_test_wer": 0.22, "search_params": 240,
+               "search_budget_params": 246}
+    write_record("omni_sparsity", "smoke", 0, {"x": 1}, metrics, 1.0, out_dir=tmp_path)
+    gains, cost, search = _rows(tmp_path, "omni_sparsity")
+    assert gains["ours"] == "relative WER gain 50%: +5.0%, 70%: -2.0%, 90%: +0.0%"
+    assert gains["holds here"] is True  # 2 of 3 sparsities (a tie counts as a match)
+    assert cost["holds here"] is False and "4.3x" in cost["ours"] and "200 vs 50" in cost["ours"]
+    assert search["holds here"] is True
