@@ -19,6 +19,8 @@ venv: $(VENV)/.installed  ## virtual environment with the pinned requirements an
 book: venv  ## execute every chapter at $(SCALE) (default tutorial) and render _build/html
 	$(PY) -m lib.book --scale $(SCALE)
 
+# The tests' models are tiny: one intra-op thread avoids OpenMP contention on 2 cores.
+test: export OMP_NUM_THREADS ?= 1
 test: venv  ## lint, unit tests, every chapter at smoke scale, the book at smoke scale
 	@t=$$(date +%s); $(VENV)/bin/ruff check lib tests data_scripts || exit 1; \
 	  echo "[test] lint: $$(( $$(date +%s) - t )) s"

@@ -139,9 +139,14 @@ def run_chapter(chapter: str, scale: str = "tutorial", params: dict[str, Any] | 
     record_file = record_path(chapter, scale, out_dir)
     record_file.unlink(missing_ok=True)
     timeout = book_config().get("execute", {}).get("timeout", 1800)
-    env_before = {k: os.environ.get(k) for k in ("BOOK_RESULTS_DIR", "BOOK_PROGRESS")}
+    env_before = {k: os.environ.get(k) for k in ("BOOK_RESULTS_DIR", "BOOK_PROGRESS",
+                                                  "OMP_NUM_THREADS")}
     os.environ["BOOK_RESULTS_DIR"] = str(out_dir.resolve())
     os.environ.setdefault("BOOK_PROGRESS", "0")
+    if scale != "full":
+        # Smoke and tutorial models are tiny: intra-op threads only contend (measured 4x
+        # slower with 2 threads on a 2-core machine). Export OMP_NUM_THREADS to override.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(staged), str(output_path), parameters=params,
