@@ -1,8 +1,8 @@
 """Noisy training improves E2E ASR for the edge (Wang, Shangguan, Yang et al., 2021).
 
-Problem. Streaming end-to-end recognisers overfit their training data and lose accuracy on
-unseen speakers and conditions, and the pruned (sparse) models that fit on a device suffer
-most. The paper adds *random noise to the parameters* during training: the model is
+Problem. Streaming end-to-end recognisers that run on a device are small, often pruned,
+and prone to overfit their training data: they lose accuracy on unseen speakers and
+conditions. The paper adds *random noise to the parameters* during training: the model is
 pushed towards regions of weight space where the loss stays low when the weights move (a
 "smoother" model, An 1996), which it finds generalises better. It reports consistent WER
 reductions for dense and sparse Emformer RNN-T, and 12% (test-other) / 14% (test-clean)
@@ -43,12 +43,13 @@ space during training", none of the following; each is a knob of ``NoisyTraining
 * a constant scale (``noise_schedule``: "linear" or "cosine" anneal it to 0 from
   ``anneal_start``); ``sigma`` chosen by dev-set WER from ``sweep_sigmas`` unless set;
 * the gradient at the noisy weights updates the clean weights (steps 2-4 above);
-* pruning: the Emformer encoder's weight matrices, each to the same sparsity, masks
-  refreshed every ``prune_every`` steps during the first ``prune_ramp_fraction`` of
-  training; noise on the kept weights only;
-* at tutorial scale every model (dense or pruned, with or without noise) is *fine-tuned*
-  for the same number of steps from the shared cached dense recogniser
-  (``lib.asr.dense_asr``), not trained from scratch as the paper's presumably were.
+* pruning: the Emformer encoder's weight matrices, each to the same sparsity, which ramps
+  up over the first ``prune_ramp_fraction`` of training, masks refreshed every
+  ``prune_every`` steps; noise on the kept weights only;
+* every model (dense or pruned, with or without noise) is *fine-tuned* for the same
+  number of steps from the shared cached dense recogniser (``lib.asr.dense_asr``), not
+  trained with noise from scratch as the paper's presumably were: this keeps the
+  chapter's cold cost to minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -459,7 +460,8 @@ def _ddp_worker(dense_artifact, config, sparsity, sigma, seed, ckpt_dir, out_pat
 
 def _code() -> list[Any]:
     """What a run's artifact depends on: this chapter's training and evaluation functions,
-    lib.sparse and the speech stack (not this module's prose or plotting helpers)."""
+    the lib.sparse functions they call (not the whole module, which other chapters extend)
+    and the speech stack's modules (which the shared dense model is keyed on too)."""
     import lib.asr.corpus
     import lib.asr.data
     import lib.asr.decode
@@ -468,14 +470,13 @@ def _code() -> list[Any]:
     import lib.asr.recipes
     import lib.asr.text
     import lib.asr.training
-    import lib.sparse.masks
-    import lib.sparse.schedules
+    from lib.sparse import masks
 
     return [noise_scale, weight_matrices, sample_weight_noise, perturbed_weights,
             noisy_training_step, encoder_matrices, magnitude_prune, eval_split_names,
-            held_out_noise_set,
-            load_sets, finetune, load_run_model, pruned_fraction, _build_run,
-            lib.sparse.masks, lib.sparse.schedules, lib.asr.corpus, lib.asr.data,
+            held_out_noise_set, load_sets, finetune, load_run_model, pruned_fraction,
+            _build_run, masks.Mask, masks._find_mask, masks.attach_mask, masks.get_mask,
+            masks.bake, masks.magnitude_mask, cubic_sparsity, lib.asr.corpus, lib.asr.data,
             lib.asr.decode, lib.asr.features, lib.asr.model, lib.asr.recipes, lib.asr.text,
             lib.asr.training]
 
