@@ -72,6 +72,7 @@ from lib.asr import (
     DENSE_RECIPES,
     ASRModel,
     BucketBatches,
+    StepBatchLoader,
     TrainConfig,
     UtteranceSet,
     add_noise,
@@ -292,7 +293,8 @@ class NoisyTrainingConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                            warmup_steps=self.warmup_steps, decay="cosine",
                            clip_grad_norm=self.clip_grad_norm,
-                           specaugment=self.recipe.train.specaugment)
+                           specaugment=self.recipe.train.specaugment,
+                           num_workers=self.recipe.train.num_workers)
 
 
 CONFIGS = ScaleConfigs(
@@ -376,7 +378,7 @@ def finetune(dense_artifact: dict[str, Any], train_set, config: NoisyTrainingCon
     """Fine-tune the dense recogniser for ``config.steps`` steps, pruning to ``sparsity``
     (0: stays dense) and with weight noise ``sigma`` (0: plain training). Returns the baked
     state dict and the training log."""
-    from lib.core.distributed import rank_and_world, shard, wrap_ddp
+    from lib.core.distributed import rank_and_world, wrap_ddp
 
     seed_everything(seed)
     train_cfg = config.finetune_config()
@@ -390,8 +392,11 @@ def finetune(dense_artifact: dict[str, Any], train_set, config: NoisyTrainingCon
     for m in layers:  # masks before the optimizer, which must see the masked parameters
         attach_mask(m, torch.ones_like(m.weight))
     opt, sched = make_optimizer(model, train_cfg)
-    batches = BucketBatches(train_set.lengths(), config.batch_size,
-                            derive_seed(seed, "noisy-finetune"))
+    # this rank's shard of each step's batch; LibriSpeech: workers read the next ones ahead
+    loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
+                                                      derive_seed(seed, "noisy-finetune")),
+                             config.steps, rank=rank, world=world,
+                             num_workers=train_cfg.num_workers)
     trainable = wrap_ddp(model)
     ramp_end = max(1, int(round(config.prune_ramp_fraction * config.steps)))
 
@@ -400,8 +405,7 @@ def finetune(dense_artifact: dict[str, Any], train_set, config: NoisyTrainingCon
         s_t = cubic_sparsity(step, sparsity, 0, ramp_end) if layers else 0.0
         if layers and (step % config.prune_every == 0 or step == ramp_end):
             magnitude_prune(layers, s_t)
-        idx = batches.indices(step)
-        batch = train_set.batch(shard(idx, rank, world) if world > 1 else idx).to(dev)
+        batch = loader.get(step).to(dev)
         sigma_t = noise_scale(step, config.steps, sigma, config.noise_schedule,
                               config.anneal_start)
         # the same draw on every rank: the generator depends only on (seed, step)
