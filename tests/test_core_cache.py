@@ -60,3 +60,15 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "c"))
     assert paths.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
     assert ArtifactCache().directory == tmp_path / "c"
+
+
+def test_module_version_follows_the_file_on_disk(tmp_path, monkeypatch):
+    import importlib
+
+    (tmp_path / "probe_mod.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("probe_mod")
+    before = code_version(mod)
+    assert before == code_version("def f():\n    return 1\n")  # the file's text, exactly
+    (tmp_path / "probe_mod.py").write_text("def f():\n    return 2\n")
+    assert code_version(mod) != before, "an edited module must change the key"

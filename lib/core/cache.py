@@ -26,11 +26,22 @@ from .checkpoint import atomic_torch_save, atomic_write_bytes, safe_torch_load
 
 
 def code_version(*objects: types.ModuleType | Callable | type | str) -> str:
-    """A short hash of the source code of modules, functions or classes (or literal strings)."""
+    """A short hash of the source code of modules, functions or classes (or literal strings).
+
+    A module is hashed from its file as it is on disk now, so every process computes the
+    same key for the same file. A function or class is hashed from ``inspect.getsource``,
+    which reads through Python's line cache: editing its file while a long build runs can
+    shift what it returns, so prefer whole modules for long builds.
+    """
     h = hashlib.sha256()
     for obj in objects:
-        text = obj if isinstance(obj, str) else inspect.getsource(obj)
-        h.update(text.encode())
+        if isinstance(obj, str):
+            data = obj.encode()
+        elif isinstance(obj, types.ModuleType) and getattr(obj, "__file__", None):
+            data = Path(obj.__file__).read_bytes()
+        else:
+            data = inspect.getsource(obj).encode()
+        h.update(data)
         h.update(b"\0")
     return h.hexdigest()[:16]
 
