@@ -3,7 +3,7 @@
 import torch
 
 from lib.core import IndexBatches, seed_everything
-from lib.core.toy import CONFIGS, kill_and_resume, train_in_child, train_toy
+from lib.core.toy import CONFIGS, kill_and_resume, train_toy
 
 
 def _weights(model):
@@ -33,11 +33,12 @@ def test_in_process_stop_and_resume_is_exact(tmp_path):
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     cfg = CONFIGS["smoke"]
-    out = kill_and_resume(cfg, 0, tmp_path / "killed", kill_at=30, step_delay=0.02)
+    out = kill_and_resume(cfg, 0, tmp_path / "killed", kill_at=30, step_delay=0.02,
+                          reference_dir=tmp_path / "reference")
     assert out["returncode_killed"] == -9, "the child must really have been SIGKILLed"
     assert 30 <= out["killed_at_checkpoint"] < cfg.steps
     assert out["resumed_from"] == out["killed_at_checkpoint"]
-    ref = train_in_child(cfg, 0, tmp_path / "reference")
+    ref = out["reference"]
     assert ref["resumed_from"] is None
     assert out["weight_bytes_sha"] == ref["weight_bytes_sha"]
     assert out["history"] == ref["history"] and out["evals"] == ref["evals"]

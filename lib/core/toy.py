@@ -135,21 +135,25 @@ def trained_toy(config: ToyConfig, seed: int = 0,
 
 
 def kill_and_resume(config: ToyConfig, seed: int, ckpt_dir: str | Path, *, kill_at: int,
-                    step_delay: float = 0.01, timeout: float = 120.0) -> dict[str, Any]:
+                    step_delay: float = 0.01, timeout: float = 120.0,
+                    reference_dir: str | Path | None = None) -> dict[str, Any]:
     """Start training in a child process, SIGKILL it once a checkpoint at step >= ``kill_at``
-    exists, then resume it in a second child process. Returns both children's outputs."""
+    exists, then resume it in a second child process. Returns the resumed child's output.
+
+    With ``reference_dir``, an uninterrupted run trains meanwhile in a third process (on
+    the other core) and its output is returned under ``"reference"``.
+    """
     ckpt_dir = Path(ckpt_dir)
     from .checkpoint import CheckpointManager, CheckpointWarning
 
+    reference = _start_child(config, seed, reference_dir) if reference_dir else None
     manager = CheckpointManager(ckpt_dir)
-    cmd = _child_command(config, seed, ckpt_dir)
-    child = subprocess.Popen([*cmd, "--step-delay", str(step_delay)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env={**os.environ, "BOOK_PROGRESS": "0"})
+    child = _start_child(config, seed, ckpt_dir, step_delay=step_delay)
     deadline = time.monotonic() + timeout
     while not any(s >= kill_at for s in manager.complete_steps()):
         if child.poll() is not None:
             raise RuntimeError(f"child finished before step {kill_at}: "
-                               f"{child.stderr.read().decode()[-2000:]}")
+                               f"{child.stderr.read()[-2000:]}")
         if time.monotonic() > deadline:
             child.kill()
             raise TimeoutError(f"no checkpoint at step >= {kill_at} within {timeout} s")
@@ -160,23 +164,32 @@ def kill_and_resume(config: ToyConfig, seed: int, ckpt_dir: str | Path, *, kill_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CheckpointWarning)
         killed_at = manager.load_latest()[0]
-    return {"killed_at_checkpoint": killed_at, "returncode_killed": child.returncode,
-            **train_in_child(config, seed, ckpt_dir, timeout=timeout)}
+    out = {"killed_at_checkpoint": killed_at, "returncode_killed": child.returncode,
+           **train_in_child(config, seed, ckpt_dir, timeout=timeout)}
+    if reference is not None:
+        out["reference"] = _finish_child(reference, timeout)
+    return out
 
 
-def _child_command(config: ToyConfig, seed: int, ckpt_dir: str | Path) -> list[str]:
-    return [sys.executable, "-m", "lib.core.toy", "--ckpt-dir", str(ckpt_dir), "--seed",
-            str(seed), "--config", json.dumps(config.__dict__)]
+def _start_child(config: ToyConfig, seed: int, ckpt_dir: str | Path, *,
+                 step_delay: float = 0.0) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "lib.core.toy", "--ckpt-dir", str(ckpt_dir), "--seed",
+           str(seed), "--config", json.dumps(config.__dict__), "--step-delay", str(step_delay)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "BOOK_PROGRESS": "0"})
+
+
+def _finish_child(child: subprocess.Popen, timeout: float) -> dict[str, Any]:
+    stdout, stderr = child.communicate(timeout=timeout)
+    if child.returncode != 0:
+        raise RuntimeError(f"child training run failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def train_in_child(config: ToyConfig, seed: int, ckpt_dir: str | Path, *,
                    timeout: float = 300.0) -> dict[str, Any]:
     """Train (or resume) in a fresh Python process; its history, evals and weight digest."""
-    proc = subprocess.run(_child_command(config, seed, ckpt_dir), capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "BOOK_PROGRESS": "0"})
-    if proc.returncode != 0:
-        raise RuntimeError(f"child training run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _finish_child(_start_child(config, seed, ckpt_dir), timeout)
 
 
 def _main() -> None:
