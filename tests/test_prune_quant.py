@@ -132,17 +132,10 @@ def test_distillation_loss_closed_form():
 
 
 def test_full_scale_code_path_on_an_mnist_fixture(tmp_path):
-    import numpy as np
-
     from lib.core import ArtifactCache
-    from tests.test_vision_data import _write_idx
+    from tests.test_vision_data import write_mnist_fixture
 
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 16), ("t10k", 8)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    write_mnist_fixture(tmp_path, 16, 8)
     cfg = pq.setup_config("full", "lenet5-mnist", data_root=str(tmp_path), epochs=1,
                           pretrain_epochs=1, batch_size=4, workers=0, kmeans_bins=32)
     out = pq.run(cfg, cache=ArtifactCache(tmp_path / "cache"), ckpt_dir=tmp_path / "ckpt")

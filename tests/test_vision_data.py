@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lib.vision import build_model, digits_images, small_cnn, vision_dataset, vision_loaders
+from lib.vision.datasets import MNIST_MEAN_STD
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -18,18 +19,29 @@ def _write_idx(path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def test_mnist_loader_reads_idx_files(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
+def write_mnist_fixture(root, n_train: int, n_test: int, seed: int = 0) -> dict:
+    """``root/MNIST/raw`` in torchvision's layout; returns the images written, per prefix."""
+    raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 12), ("t10k", 5)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+    rng = np.random.default_rng(seed)
+    images = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images[prefix] = rng.integers(0, 256, (n, 28, 28))
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[prefix])
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    return images
+
+
+def test_mnist_loader_reads_idx_files(tmp_path):
+    images = write_mnist_fixture(tmp_path, 12, 5)
     train = vision_dataset("mnist", True, tmp_path)
     test = vision_dataset("mnist", False, tmp_path)
     assert len(train) == 12 and len(test) == 5
     x, y = train[3]
     assert x.shape == (1, 28, 28) and y == 3
+    (mean,), (std,) = MNIST_MEAN_STD          # the pixels are the bytes written, normalised
+    expected = (torch.tensor(images["t10k"][4], dtype=torch.float32) / 255 - mean) / std
+    assert torch.allclose(test[4][0][0], expected, atol=1e-6) and test[4][1] == 4
     model = build_model("lenet5")
     assert model(torch.stack([train[i][0] for i in range(4)])).shape == (4, 10)
 
