@@ -27,6 +27,7 @@ import yaml
 
 from lib.core import paths
 from lib.core.config import SCALES
+from lib.core.netguard import NETNS_ENV, isolated_command
 from lib.reproduce import ChapterFailed, chapters_in_toc, run_chapter
 
 SKIP = {"_build", ".git", ".venv", "results", "chapters", ".pytest_cache", ".ruff_cache",
@@ -126,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="tutorial", choices=SCALES)
     parser.add_argument("--only", default=None, help="comma-separated chapters to build")
     parser.add_argument("--no-network", action="store_true",
-                        help="refuse network connections inside the chapters' kernels")
+                        help="build offline: in a fresh network namespace (loopback only) "
+                             "where the platform allows it, and with the in-kernel guard")
     args = parser.parse_args(argv)
+    if args.no_network and not os.environ.get(NETNS_ENV):
+        wrapped = isolated_command([sys.executable, "-m", "lib.book",
+                                    *(sys.argv[1:] if argv is None else argv)])
+        if wrapped is not None:
+            return subprocess.run(wrapped).returncode
     start = time.perf_counter()
     try:
         timings = build(args.scale, args.only.split(",") if args.only else None,

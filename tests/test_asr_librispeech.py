@@ -8,38 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from lib.asr.features import log_mel
 from lib.asr.librispeech import LibriSpeechSet, read_audio, read_manifest
 from lib.asr.text import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
+from tests.fixtures.formats import LIBRISPEECH_TRANSCRIPTS, write_librispeech
 
 REPO = Path(__file__).resolve().parents[1]
-TRANSCRIPTS = {
-    ("103", "1240"): ["CHAPTER ONE MISSUS RACHEL LYNDE IS SURPRISED",
-                      "THAT HAD ITS SOURCE AWAY BACK"],
-    ("103", "1241"): ["IT'S A FINE DAY"],
-    ("1988", "24833"): ["THE TWO STRAY KITTENS", "GRADUALLY MAKE THEMSELVES AT HOME", "AND SLEPT"],
-}
+TRANSCRIPTS = LIBRISPEECH_TRANSCRIPTS
 
 
 def write_fixture(root: Path, split: str = "dev-other", seed: int = 0) -> dict[str, np.ndarray]:
-    """root/LibriSpeech/<split>/<speaker>/<chapter>/<spk>-<chap>-<utt>.flac + trans.txt."""
-    rng = np.random.default_rng(seed)
-    audio = {}
-    for (spk, chap), lines in TRANSCRIPTS.items():
-        folder = root / "LibriSpeech" / split / spk / chap
-        folder.mkdir(parents=True)
-        rows = []
-        for i, text in enumerate(lines):
-            utt = f"{spk}-{chap}-{i:04d}"
-            pcm = (rng.standard_normal(1600 + 800 * i) * 3000).astype(np.int16)
-            sf.write(folder / f"{utt}.flac", pcm, 16000, subtype="PCM_16", format="FLAC")
-            audio[utt] = pcm
-            rows.append(f"{utt} {text}")
-        (folder / f"{spk}-{chap}.trans.txt").write_text("\n".join(rows) + "\n")
-    return audio
+    return write_librispeech(root, split, seed)
 
 
 def test_manifest_lists_every_utterance_with_its_transcript(tmp_path):

@@ -64,10 +64,12 @@ def test_training_stops_and_resumes_exactly(tmp_path):
     ref = fresh()
     ref_result = train_asr(ref, data, cfg, seed=1, show_progress=False)
     part = fresh()
-    train_asr(part, data, cfg, seed=1, ckpt_dir=tmp_path, stop_after=3, show_progress=False)
+    train_asr(part, data, cfg, seed=1, ckpt_dir=tmp_path, run_key="toy-asr", stop_after=3,
+              show_progress=False)
     resumed = fresh()
     torch.manual_seed(123)  # the checkpoint restores the generators, not this
-    result = train_asr(resumed, data, cfg, seed=1, ckpt_dir=tmp_path, show_progress=False)
+    result = train_asr(resumed, data, cfg, seed=1, ckpt_dir=tmp_path, run_key="toy-asr",
+                       show_progress=False)
     assert result.resumed_from == 3
     for p, q in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(p, q)
@@ -102,7 +104,7 @@ def test_step_loader_prefetches_the_same_batches_and_restarts_on_resume():
 
 def test_one_training_run_on_a_librispeech_fixture_tree(tmp_path):
     from lib.asr.librispeech import LibriSpeechSet
-    from tests.test_asr_librispeech import write_fixture
+    from tests.fixtures.formats import write_librispeech as write_fixture
 
     write_fixture(tmp_path, "train-clean-100")
     tok = CharTokenizer()

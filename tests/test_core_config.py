@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 
 from lib.core import ScaleConfigs, with_knobs
-from lib.core.toy import CONFIGS
+from lib.papers.foundations.toy import CONFIGS
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 
 from lib.core import read_record, write_record
 from lib.core.device import select_device
-from lib.core.toy import CONFIGS
+from lib.papers.foundations.toy import CONFIGS
 
 
 def test_record_has_everything_and_is_json(tmp_path):

@@ -1,9 +1,10 @@
 """The training loop: determinism, exact resume after SIGKILL, data order by (seed, step)."""
 
+import pytest
 import torch
 
 from lib.core import IndexBatches, seed_everything
-from lib.core.toy import CONFIGS, kill_and_resume, train_toy
+from lib.papers.foundations.toy import CONFIGS, kill_and_resume, train_toy
 
 
 def _weights(model):
@@ -61,3 +62,40 @@ def test_seed_everything_validates():
         seed_everything(-1)
     g1, g2 = seed_everything(7), seed_everything(7)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+
+
+def test_a_run_with_another_config_does_not_resume_the_first_runs_checkpoint(tmp_path):
+    """The review's case: same folder, another learning rate (or width) -> fresh start."""
+    import dataclasses
+    import warnings
+
+    from lib.core import ForeignCheckpointWarning
+
+    cfg = CONFIGS["smoke"]
+    train_toy(cfg, seed=0, ckpt_dir=tmp_path, stop_after=30, show_progress=False)
+    other_lr = dataclasses.replace(cfg, lr=cfg.lr / 2)
+    ref, _ = train_toy(other_lr, seed=0, show_progress=False)
+    with pytest.warns(ForeignCheckpointWarning, match="another run"):
+        got, result = train_toy(other_lr, seed=0, ckpt_dir=tmp_path, show_progress=False)
+    assert result.resumed_from is None and torch.equal(_weights(got), _weights(ref))
+    wider = dataclasses.replace(cfg, hidden=cfg.hidden * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForeignCheckpointWarning)
+        _, result = train_toy(wider, seed=0, ckpt_dir=tmp_path, show_progress=False)
+    assert result.resumed_from is None, "another width starts fresh instead of crashing"
+
+
+def test_checkpointed_run_needs_its_run_key(tmp_path):
+    from lib.core import train_loop
+
+    with pytest.raises(ValueError, match="run_key"):
+        train_loop(lambda s: {}, 3, state={}, ckpt_dir=tmp_path)
+
+
+def test_step_limit_caps_the_loop(monkeypatch):
+    from lib.core import train_loop
+
+    monkeypatch.setenv("BOOK_MAX_STEPS", "4")
+    seen = []
+    result = train_loop(lambda s: seen.append(s) or {}, 100, state={}, show_progress=False)
+    assert seen == [0, 1, 2, 3] and result.steps == 4

@@ -133,16 +133,19 @@ def test_distillation_loss_closed_form():
 
 def test_full_scale_code_path_on_an_mnist_fixture(tmp_path):
     from lib.core import ArtifactCache
-    from tests.test_vision_data import write_mnist_fixture
+    from tests.fixtures.formats import write_mnist as write_mnist_fixture
 
     write_mnist_fixture(tmp_path, 16, 8)
     cfg = pq.setup_config("full", "lenet5-mnist", data_root=str(tmp_path), epochs=1,
                           pretrain_epochs=1, batch_size=4, workers=0, kmeans_bins=32)
-    out = pq.run(cfg, cache=ArtifactCache(tmp_path / "cache"), ckpt_dir=tmp_path / "ckpt")
+    cache = ArtifactCache(tmp_path / "cache")
+    out = pq.run(cfg, cache=cache)
     (joint,) = out["runs"]
     assert joint["method"] == "joint" and joint["size_bits"] <= joint["budget_bits"]
     assert joint["ratio"] >= 1975.0 and len(joint["layers"]) == 4
-    assert any((tmp_path / "ckpt").rglob("*.pt")), "full-scale runs checkpoint"
+    # full-scale runs checkpoint into their own run folders, removed once the artifact is in
+    assert (cache.directory / "checkpoints").is_dir()
+    assert not any((cache.directory / "checkpoints").rglob("*.pt"))
     with pytest.raises(ValueError, match="valid setups"):
         pq.setup_config("full", "vgg-cifar")
     with pytest.raises(FileNotFoundError, match="fetch_vision.py alexnet-pretrained"):

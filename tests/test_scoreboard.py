@@ -1,62 +1,108 @@
+"""The scoreboard: verdicts from intervals, "not measured" without metrics, one record per
+chapter, scale and setup, dry runs never judged; every claim of the book is exercised."""
+
 import pytest
 
 from lib import scoreboard
-from lib.core import write_record
+from lib.core.claims import Claim
+from lib.core.record import write_record
+from lib.core.stats import (
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    VERDICTS,
+    Interval,
+)
 from lib.reproduce import chapters_in_toc
 
-
-def _mpg_metrics(apg: float) -> dict:
-    return {"bandit_ratio_d2": 0.51, "bandit_ratio_d3": 0.66, "bandit_ratio_d5": 0.90,
-            "platform_variance_ratio_median": 0.5, "final_return_APG_mean": apg,
-            "final_return_Gaussian_mean": 2.0, "final_return_angle_mean": 2.5}
+CLAIMS = scoreboard.all_claims()
 
 
-def _rows(tmp_path, chapter):
-    return [r for r in scoreboard.scoreboard_rows("smoke", tmp_path) if r["chapter"] == chapter]
+def test_every_claim_names_a_chapter_of_the_book_and_reads_metrics():
+    assert CLAIMS, "the book's papers make claims"
+    assert {c.chapter for c in CLAIMS} <= set(chapters_in_toc())
+    keys = [(c.chapter, c.id) for c in CLAIMS]
+    assert len(keys) == len(set(keys))
+    assert all(c.metrics for c in CLAIMS)
 
 
-@pytest.mark.parametrize("apg,best", [(2.7, True), (2.4, False)])
-def test_claims_are_judged_from_the_record(tmp_path, apg, best):
-    write_record("marginal_pg", "smoke", 0, {"x": 1}, _mpg_metrics(apg), 1.0, out_dir=tmp_path)
-    bandit, variance, returns = _rows(tmp_path, "marginal_pg")
-    assert bandit["ours"] == "0.51, 0.66, 0.90" and bandit["holds here"] is False  # d=5 off
-    assert variance["holds here"] is True
-    assert returns["holds here"] is best and f"APG {apg:.2f}" in returns["ours"]
-    assert returns["record"].strip()
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.chapter}/{c.id}")
+def test_a_record_without_the_claims_metrics_reads_not_measured(claim, tmp_path):
+    write_record(claim.chapter, "smoke", 0, {"x": 1}, {"unrelated": 1.0}, 1.0, out_dir=tmp_path)
+    (row,) = scoreboard.scoreboard_rows("smoke", tmp_path, [claim])
+    assert row["verdict"] == NOT_MEASURED and "lacks" in row["ours"]
+    (row,) = scoreboard.scoreboard_rows("tutorial", tmp_path, [claim])
+    assert row["verdict"] == NOT_MEASURED and row["ours"] == "not run at this scale yet"
 
 
-def test_missing_record_and_missing_metric_are_reported_not_raised(tmp_path):
-    assert all(r["ours"] == "not run at this scale yet" and r["holds here"] is None
-               for r in _rows(tmp_path, "dltf"))
-    write_record("dltf", "smoke", 0, {"x": 1}, {"prox_exponent_numpy": 1.1}, 1.0,
+def _fake_metrics(claim: Claim, estimate: float, lo: float, hi: float) -> dict:
+    prefix = claim.metrics[0].removesuffix("_estimate")
+    return Interval(estimate, lo, hi, n_seeds=3).as_metrics(prefix)
+
+
+def _interval_for(claim: Claim, wanted: str) -> tuple[float, float, float]:
+    """An interval giving ``wanted`` for this claim, found by trying a grid of intervals (so
+    each claim's own direction, effect size, margin or range is exercised)."""
+    grid = [x / 100 for x in range(-300, 301, 5)]
+    for centre in grid:
+        for half in (0.001, 0.01, 0.05, 0.2, 1.0):
+            m = _fake_metrics(claim, centre, centre - half, centre + half)
+            if claim.evaluate(m).verdict == wanted:
+                return centre, centre - half, centre + half
+    raise AssertionError(f"no interval gives {wanted!r} for {claim.chapter}/{claim.id}")
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.chapter}/{c.id}")
+@pytest.mark.parametrize("wanted", [REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE])
+def test_each_claim_reaches_each_verdict_from_a_fake_record(claim, wanted, tmp_path):
+    if not claim.metrics[0].endswith("_estimate"):
+        pytest.skip("not an interval claim: its own chapter's tests feed it records")
+    est, lo, hi = _interval_for(claim, wanted)
+    write_record(claim.chapter, "smoke", 0, {"x": 1}, _fake_metrics(claim, est, lo, hi), 1.0,
                  out_dir=tmp_path)
-    prox, recovery = _rows(tmp_path, "dltf")
-    assert "record lacks the metric" in prox["ours"]  # the speed-up is missing
-    assert "record lacks the metric" in recovery["ours"]
+    (row,) = scoreboard.scoreboard_rows("smoke", tmp_path, [claim])
+    assert row["verdict"] == wanted and row["ours"]
 
 
-def test_prune_quant_reads_the_largest_budget(tmp_path):
-    metrics = {"dense_accuracy": 0.98, "acc_joint_50x": 0.97, "ratio_joint_50x": 50.1,
-               "acc_joint_1000x": 0.80, "ratio_joint_1000x": 998.0,
-               "acc_prune-then-quantize_1000x": 0.85, "acc_prune-then-quantize_50x": 0.9}
-    write_record("prune_quant", "smoke", 0, {"x": 1}, metrics, 1.0, out_dir=tmp_path)
-    (row,) = _rows(tmp_path, "prune_quant")
-    assert row["ours"].startswith("joint at 998x: 80.0%") and row["holds here"] is False
+def test_verdict_rules_of_experiments_md():
+    c = Claim.interval("x", "c", "claim", paper="-5%", prefix="d", paper_effect=-0.05)
+
+    def judge(lo, hi):
+        return c.evaluate(Interval((lo + hi) / 2, lo, hi).as_metrics("d")).verdict
+
+    assert judge(-0.08, -0.01) == REPRODUCED            # excludes 0, paper's direction
+    assert judge(-0.02, 0.03) == NOT_REPRODUCED         # excludes -5%
+    assert judge(0.01, 0.04) == NOT_REPRODUCED          # the opposite direction
+    assert judge(-0.07, 0.01) == INCONCLUSIVE           # holds both 0 and -5%
+    n = Claim.interval("x", "n", "no loss", paper="0", prefix="d", margin=0.01)
+    assert n.evaluate(Interval(0, -0.005, 0.004).as_metrics("d")).verdict == REPRODUCED
+    assert n.evaluate(Interval(-0.05, -0.06, -0.02).as_metrics("d")).verdict == NOT_REPRODUCED
+    assert n.evaluate(Interval(-0.01, -0.03, 0.01).as_metrics("d")).verdict == INCONCLUSIVE
+    r = Claim.interval("x", "r", "about 1/2", paper="1/2", prefix="d", target=(0.4, 0.6))
+    assert r.evaluate(Interval(0.5, 0.45, 0.55).as_metrics("d")).verdict == REPRODUCED
+    assert r.evaluate(Interval(0.8, 0.7, 0.9).as_metrics("d")).verdict == NOT_REPRODUCED
+    assert r.evaluate(Interval(0.6, 0.5, 0.7).as_metrics("d")).verdict == INCONCLUSIVE
+    with pytest.raises(ValueError, match="exactly one"):
+        Claim.interval("x", "b", "c", paper="p", prefix="d", paper_effect=1.0, margin=1.0)
 
 
-def test_every_claim_names_a_chapter_of_the_book():
-    assert {c.chapter for c in scoreboard.CLAIMS} <= set(chapters_in_toc())
+def test_one_record_per_setup_and_dry_runs_are_not_judged(tmp_path, monkeypatch):
+    c = Claim.interval("prune_quant", "c", "claim", paper="+1", prefix="d", paper_effect=1.0)
+    good = Interval(2.0, 1.5, 2.5).as_metrics("d")
+    write_record("prune_quant", "full", 0, {"x": 1}, good, 1.0, out_dir=tmp_path)
+    write_record("prune_quant", "full", 0, {"x": 1}, Interval(-2, -2.5, -1.5).as_metrics("d"),
+                 1.0, out_dir=tmp_path, setup="lenet5-mnist")
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "prune_quant-full-lenet5-mnist.json", "prune_quant-full.json"]
+    rows = scoreboard.scoreboard_rows("full", tmp_path, [c])
+    assert [(r["setup"], r["verdict"]) for r in rows] == [
+        ("", REPRODUCED), ("lenet5-mnist", NOT_REPRODUCED)]
+    monkeypatch.setenv("BOOK_MAX_STEPS", "2")
+    write_record("prune_quant", "smoke", 0, {"x": 1}, good, 1.0, out_dir=tmp_path)
+    (row,) = scoreboard.scoreboard_rows("smoke", tmp_path, [c])
+    assert row["verdict"] == NOT_MEASURED and "dry run" in row["ours"]
 
 
-def test_omni_sparsity_claims(tmp_path):
-    metrics = {"relative_gain_0": 0.01, "relative_gain_50": 0.05, "relative_gain_70": -0.02,
-               "relative_gain_90": 0.0, "supernet_vs_one_pruned_wall": 4.3,
-               "supernet_passes": 200, "pruned_passes": 150, "pruned_models": 3,
-               "search_test_wer": 0.21, "uniform_test_wer": 0.22, "search_params": 240,
-               "search_budget_params": 246}
-    write_record("omni_sparsity", "smoke", 0, {"x": 1}, metrics, 1.0, out_dir=tmp_path)
-    gains, cost, search = _rows(tmp_path, "omni_sparsity")
-    assert gains["ours"] == "relative WER gain 50%: +5.0%, 70%: -2.0%, 90%: +0.0%"
-    assert gains["holds here"] is True  # 2 of 3 sparsities (a tie counts as a match)
-    assert cost["holds here"] is False and "4.3x" in cost["ours"] and "200 vs 50" in cost["ours"]
-    assert search["holds here"] is True
+def test_verdicts_are_the_four_words():
+    assert VERDICTS == (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)

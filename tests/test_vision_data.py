@@ -1,39 +1,16 @@
 """Full-scale image loaders read tiny fixtures written in the data sets' on-disk formats;
 the embedded digits and the models have the expected shapes."""
 
-import pickle
-import struct
-
-import numpy as np
 import pytest
 import torch
 
 from lib.vision import build_model, digits_images, small_cnn, vision_dataset, vision_loaders
 from lib.vision.datasets import MNIST_MEAN_STD
-
-
-def _write_idx(path, array: np.ndarray) -> None:
-    """The IDX format of MNIST: magic (0, 0, dtype 0x08, ndim), big-endian sizes, bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def write_mnist_fixture(root, n_train: int, n_test: int, seed: int = 0) -> dict:
-    """``root/MNIST/raw`` in torchvision's layout; returns the images written, per prefix."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    images = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images[prefix] = rng.integers(0, 256, (n, 28, 28))
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[prefix])
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
-    return images
+from tests.fixtures.formats import write_cifar10, write_imagenet, write_mnist
 
 
 def test_mnist_loader_reads_idx_files(tmp_path):
-    images = write_mnist_fixture(tmp_path, 12, 5)
+    images = write_mnist(tmp_path, 12, 5)
     train = vision_dataset("mnist", True, tmp_path)
     test = vision_dataset("mnist", False, tmp_path)
     assert len(train) == 12 and len(test) == 5
@@ -47,16 +24,7 @@ def test_mnist_loader_reads_idx_files(tmp_path):
 
 
 def test_cifar10_loader_reads_pickled_batches(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
-                 "labels": list(rng.integers(0, 10, 4))}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps(
-        {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                         "horse", "ship", "truck"]}))
+    write_cifar10(tmp_path)
     with pytest.raises(FileNotFoundError, match="fetch_vision.py cifar10"):
         vision_dataset("cifar10", True, tmp_path)  # md5 sums do not match the fixture
     train = vision_dataset("cifar10", True, tmp_path, verify=False)
@@ -69,16 +37,7 @@ def test_cifar10_loader_reads_pickled_batches(tmp_path):
 
 
 def test_imagenet_loader_reads_class_folders_of_jpegs(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(2)
-    for split in ("train", "val"):
-        for wnid in ("n01440764", "n01443537"):
-            d = tmp_path / "imagenet" / split / wnid
-            d.mkdir(parents=True)
-            for i in range(2):
-                Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(
-                    d / f"{wnid}_{i}.JPEG")
+    write_imagenet(tmp_path)
     val = vision_dataset("imagenet", False, tmp_path)
     x, y = val[3]
     assert x.shape == (3, 224, 224) and y == 1 and val.classes == ["n01440764", "n01443537"]

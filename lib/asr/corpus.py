@@ -183,12 +183,9 @@ def build_digit_corpus(config: DigitCorpusConfig, seed: int = 0) -> dict[str, An
 def digit_corpus(config: DigitCorpusConfig, seed: int = 0,
                  cache: ArtifactCache | None = None) -> dict[str, Any]:
     """The corpus from the artifact cache (synthesised once per ``(config, seed)``)."""
-    import sys
-
     cache = cache or ArtifactCache()
     return cache.get_or_create("digit-corpus", {"config": config, "seed": seed},
-                               lambda: build_digit_corpus(config, seed),
-                               code=[sys.modules[__name__], espeak])
+                               lambda: build_digit_corpus(config, seed))
 
 
 def corpus_hours(split: dict[str, Any], sample_rate: int) -> float:

@@ -10,7 +10,6 @@ scale's recipe rebuilds that scale's model only.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,6 @@ import torch
 
 from lib.core import ArtifactCache, seed_everything
 
-from . import corpus as corpus_module
-from . import data as data_module
-from . import decode as decode_module
-from . import features as features_module
-from . import model as model_module
-from . import text as text_module
-from . import training as training_module
 from .corpus import DIGIT_WORDS, digit_corpus
 from .data import UtteranceSet, corpus_sets
 from .model import ASRModel, RNNTModelConfig, cpu_state_dict
@@ -35,11 +27,6 @@ from .training import evaluate_wer, make_specaugment, train_asr
 ARTIFACT_NAME = "asr-dense-rnnt"
 
 
-def _code() -> list[Any]:
-    """Modules whose logic decides the trained model (the recipe values are in the key)."""
-    return [sys.modules[__name__], corpus_module, data_module, decode_module, features_module,
-            model_module, text_module, training_module]
-
 
 def load_data(recipe: DenseASRRecipe, seed: int = 0,
               tokenizer=None) -> tuple[dict[str, Any], Any]:
@@ -48,15 +35,17 @@ def load_data(recipe: DenseASRRecipe, seed: int = 0,
     if recipe.data == "digits":
         tokenizer = tokenizer or WordTokenizer(DIGIT_WORDS)
         return corpus_sets(digit_corpus(recipe.corpus, seed), tokenizer), tokenizer
+    from lib.core.paths import data_dir
+
     from .librispeech import LibriSpeechSet, read_manifest
 
+    root = data_dir(recipe.librispeech_root or None)
     if tokenizer is None:
-        texts = [u.transcript for s in recipe.train_splits
-                 for u in read_manifest(recipe.librispeech_root, s)]
+        texts = [u.transcript for s in recipe.train_splits for u in read_manifest(root, s)]
         tokenizer = SentencePieceTokenizer.train(texts, recipe.sentencepiece_vocab)
-    sets = {"train": LibriSpeechSet(recipe.librispeech_root, recipe.train_splits, tokenizer)}
+    sets = {"train": LibriSpeechSet(root, recipe.train_splits, tokenizer)}
     for split in (*recipe.dev_splits, *recipe.test_splits):
-        sets[split] = LibriSpeechSet(recipe.librispeech_root, (split,), tokenizer)
+        sets[split] = LibriSpeechSet(root, (split,), tokenizer)
     return sets, tokenizer
 
 
@@ -75,7 +64,8 @@ def eval_splits(recipe: DenseASRRecipe) -> tuple[str, ...]:
 
 
 def train_dense(recipe: DenseASRRecipe, seed: int = 0, *, ckpt_dir: str | Path | None = None,
-                show_progress: bool | None = None) -> dict[str, Any]:
+                run_key: str | None = None, show_progress: bool | None = None
+                ) -> dict[str, Any]:
     """Train the dense recogniser in this process (one rank of DDP when launched so);
     returns the artifact dict (state dict, configs, tokenizer, history, WERs)."""
     seed_everything(seed)
@@ -86,7 +76,7 @@ def train_dense(recipe: DenseASRRecipe, seed: int = 0, *, ckpt_dir: str | Path |
     model = ASRModel(recipe.model, make_specaugment(recipe.train))
     model.cmvn.fit(_cmvn_subset(sets["train"], recipe, seed))
     result = train_asr(model, sets["train"], recipe.train, seed, ckpt_dir=ckpt_dir,
-                       desc="dense RNN-T", show_progress=show_progress)
+                       run_key=run_key, desc="dense RNN-T", show_progress=show_progress)
     wers = {split: evaluate_wer(model, sets[split], tokenizer,
                                 batch_size=recipe.eval_batch_size)
             for split in eval_splits(recipe) if split in sets and len(sets[split])}
@@ -96,59 +86,45 @@ def train_dense(recipe: DenseASRRecipe, seed: int = 0, *, ckpt_dir: str | Path |
             "seed": seed}
 
 
-def _ddp_worker(recipe: DenseASRRecipe, seed: int, ckpt_dir: str, out_path: str) -> None:
-    from lib.core.checkpoint import atomic_torch_save
-    from lib.core.distributed import cleanup, init_distributed
-
-    rank, _ = init_distributed()
-    try:
-        artifact = train_dense(recipe, seed, ckpt_dir=ckpt_dir, show_progress=rank == 0)
-        if rank == 0:
-            atomic_torch_save(artifact, Path(out_path))
-    finally:
-        cleanup()
+def _artifact_config(recipe: DenseASRRecipe, seed: int) -> dict[str, Any]:
+    return {"recipe": recipe, "seed": seed}
 
 
-def train_dense_distributed(recipe: DenseASRRecipe, seed: int, ckpt_dir: str | Path,
-                            nprocs: int) -> dict[str, Any]:
-    """``train_dense`` in ``nprocs`` DDP workers (elastic launch); resumes from ``ckpt_dir``."""
-    from lib.core.checkpoint import safe_torch_load
-    from lib.core.distributed import launch
-
-    ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    out_path = ckpt_dir / "final-artifact.pt"
-    launch(_ddp_worker, nprocs, recipe, seed, str(ckpt_dir), str(out_path))
-    return safe_torch_load(out_path)
+def dense_asr_key(recipe: DenseASRRecipe, seed: int = 0,
+                  cache: ArtifactCache | None = None) -> str:
+    """The dense model's artifact key: models fine-tuned from it list it in ``depends_on``."""
+    return (cache or ArtifactCache()).key(ARTIFACT_NAME, _artifact_config(recipe, seed),
+                                          code=[train_dense])
 
 
 def dense_asr_cached(recipe: DenseASRRecipe, seed: int = 0,
                      cache: ArtifactCache | None = None) -> bool:
     """Whether the dense model for ``(recipe, seed)`` is already in the artifact cache."""
-    return (cache or ArtifactCache()).contains(ARTIFACT_NAME, {"recipe": recipe, "seed": seed},
-                                               code=_code())
+    return (cache or ArtifactCache()).contains(ARTIFACT_NAME, _artifact_config(recipe, seed),
+                                               code=[train_dense])
 
 
-def dense_asr_artifact(recipe: DenseASRRecipe, seed: int = 0, cache: ArtifactCache | None = None,
-                       ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+def dense_asr_artifact(recipe: DenseASRRecipe, seed: int = 0,
+                       cache: ArtifactCache | None = None) -> dict[str, Any]:
     """The trained dense recogniser's artifact, built once per ``(recipe, seed, code)``.
 
-    Full scale trains with DDP over ``recipe.gpus`` (default: all visible) GPUs and
-    checkpoints to ``ckpt_dir`` (default ``<cache>/asr-dense-ckpt``) so a killed run resumes.
+    Full scale trains with DDP over ``recipe.gpus`` workers (default: ``--gpus`` of the
+    runner, else every visible GPU) and checkpoints into the run's own folder, so a killed
+    run resumes.
     """
+    from lib.core.distributed import requested_workers, run_data_parallel
+
     cache = cache or ArtifactCache()
 
-    def build() -> dict[str, Any]:
-        if recipe.data == "librispeech":
-            gpus = recipe.gpus or torch.cuda.device_count()
-            directory = Path(ckpt_dir or cache.directory / f"{ARTIFACT_NAME}-ckpt-{seed}")
-            if gpus > 1:
-                return train_dense_distributed(recipe, seed, directory, gpus)
-            return train_dense(recipe, seed, ckpt_dir=directory)
-        return train_dense(recipe, seed, ckpt_dir=ckpt_dir)
+    def build(ckpt_dir: Path, run_key: str) -> dict[str, Any]:
+        if recipe.data != "librispeech":
+            return train_dense(recipe, seed)
+        return run_data_parallel(train_dense, requested_workers(recipe.gpus or None), recipe,
+                                 seed, workdir=ckpt_dir, ckpt_dir=str(ckpt_dir),
+                                 run_key=run_key)
 
-    return cache.get_or_create(ARTIFACT_NAME, {"recipe": recipe, "seed": seed}, build,
-                               code=_code())
+    return cache.get_or_train(ARTIFACT_NAME, _artifact_config(recipe, seed), build,
+                              code=[train_dense])
 
 
 def model_from_artifact(artifact: dict[str, Any]) -> tuple[ASRModel, Any]:
@@ -168,5 +144,5 @@ def dense_asr(scale: str, seed: int = 0, cache: ArtifactCache | None = None,
 
 
 __all__ = ["ARTIFACT_NAME", "DENSE_RECIPES", "DenseASRRecipe", "UtteranceSet", "dense_asr",
-           "dense_asr_artifact", "dense_asr_cached", "eval_splits", "load_data",
+           "dense_asr_artifact", "dense_asr_cached", "dense_asr_key", "eval_splits", "load_data",
            "model_from_artifact", "train_dense"]

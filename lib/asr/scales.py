@@ -1,8 +1,7 @@
 """The recipes of the shared dense recogniser, one per scale (values only, no logic).
 
 ``lib.asr.recipes`` trains and caches the model; the cache key holds a recipe's values and
-the source of the modules that train it, not this file, so editing the full-scale recipe does
-not rebuild the smoke or tutorial models.
+the source of every library module the trainer imports (this one included).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ class DenseASRRecipe:
     model: RNNTModelConfig
     train: TrainConfig
     corpus: DigitCorpusConfig | None = None
-    librispeech_root: str = "data"
+    librispeech_root: str = ""     # "": the book's data root (lib.core.paths.data_dir)
     train_splits: tuple[str, ...] = ()
     dev_splits: tuple[str, ...] = ()
     test_splits: tuple[str, ...] = ()

@@ -79,7 +79,7 @@ def batch_sampler(train_set, config: TrainConfig, seed: int) -> BucketBatches:
 
 
 def train_asr(model: nn.Module, train_set, config: TrainConfig, seed: int, *,
-              ckpt_dir: str | Path | None = None,
+              ckpt_dir: str | Path | None = None, run_key: str | None = None,
               eval_fn: Callable[[int], dict[str, float]] | None = None,
               loss_fn: Callable[[nn.Module, Any, int], torch.Tensor] | None = None,
               desc: str = "RNN-T", show_progress: bool | None = None,
@@ -87,6 +87,7 @@ def train_asr(model: nn.Module, train_set, config: TrainConfig, seed: int, *,
     """Train ``model`` (an ``ASRModel``) on ``train_set`` for ``config.steps`` steps.
 
     Under DDP (a process group is up) each rank takes its shard of every global batch.
+    With ``ckpt_dir`` the run checkpoints under its ``run_key`` and resumes only itself.
     ``loss_fn(model, batch, step)`` replaces the plain RNN-T loss (e.g. for pruning).
     """
     rank, world = rank_and_world()
@@ -111,7 +112,8 @@ def train_asr(model: nn.Module, train_set, config: TrainConfig, seed: int, *,
                 "lr": opt.param_groups[0]["lr"]}
 
     return train_loop(step_fn, config.steps, state={"model": model, "opt": opt, "sched": sched},
-                      ckpt_dir=ckpt_dir, ckpt_every=config.ckpt_every if ckpt_dir else 0,
+                      ckpt_dir=ckpt_dir, run_key=run_key,
+                      ckpt_every=config.ckpt_every if ckpt_dir else 0,
                       eval_fn=eval_fn, eval_every=config.eval_every, desc=desc,
                       show_progress=show_progress, stop_after=stop_after)
 

@@ -1,21 +1,24 @@
 """Artifact cache: an expensive result (a trained model, a synthesized corpus) is built once.
 
-The key is a hash of the artifact's name, its config and the *code version*: the source of
-the modules that build it. Change the config or that code and the artifact is rebuilt;
-change anything else and the book, the tests and other chapters reuse it. Artifacts are
-``torch.save``-able trees of tensors, numbers, strings, lists and dicts, stored atomically
-and loaded with ``weights_only=True``. A file lock stops two processes building one artifact
-twice.
+The key is a hash of the artifact's name, its config, the keys of the artifacts it is built
+on, and the *code version* of its builder: the source of the builder's module and of every
+library module that one imports, directly or transitively (``lib.core.codegraph``). Nothing
+is listed by hand: change the config, a parent artifact or any of that code and the artifact
+is rebuilt; change anything else and the book, the tests and other chapters reuse it.
+Artifacts are ``torch.save``-able trees of tensors, numbers, strings, lists and dicts,
+stored atomically and loaded with ``weights_only=True``. A file lock stops two processes
+building one artifact twice. A corrupt file is reported (``CacheWarning``, naming the file)
+before it is rebuilt.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import types
-from collections.abc import Callable, Iterable
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +26,12 @@ from filelock import FileLock
 
 from . import paths
 from .checkpoint import atomic_torch_save, atomic_write_bytes, safe_torch_load
+from .codegraph import CodeRoot, code_version, modules_behind
+from .limits import step_limit
 
 
-def code_version(*objects: types.ModuleType | Callable | type | str) -> str:
-    """A short hash of the source code of modules, functions or classes (or literal strings).
-
-    A module is hashed from its file as it is on disk now, so every process computes the
-    same key for the same file. A function or class is hashed from ``inspect.getsource``,
-    which reads through Python's line cache: editing its file while a long build runs can
-    shift what it returns, so prefer whole modules for long builds.
-    """
-    h = hashlib.sha256()
-    for obj in objects:
-        if isinstance(obj, str):
-            data = obj.encode()
-        elif isinstance(obj, types.ModuleType) and getattr(obj, "__file__", None):
-            data = Path(obj.__file__).read_bytes()
-        else:
-            data = inspect.getsource(obj).encode()
-        h.update(data)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+class CacheWarning(UserWarning):
+    """A cached artifact was unreadable (corrupt, truncated, no digest) and is rebuilt."""
 
 
 def _canonical(obj: Any) -> Any:
@@ -58,10 +46,24 @@ def _canonical(obj: Any) -> Any:
     raise TypeError(f"cannot key the cache on a {type(obj).__name__}: use plain values")
 
 
-def artifact_key(name: str, config: Any, code: str) -> str:
-    """The cache key of an artifact: sha256 of name, canonical config and code version."""
-    blob = json.dumps({"name": name, "config": _canonical(config), "code": code}, sort_keys=True)
+def artifact_key(name: str, config: Any, code: str, depends_on: Sequence[str] = ()) -> str:
+    """The cache key: sha256 of name, canonical config, code version and parents' keys."""
+    content = {"name": name, "config": _canonical(config), "code": code,
+               "depends_on": list(depends_on)}
+    if step_limit() is not None:  # a dry run's artifacts never serve a real run
+        content["max_steps"] = step_limit()
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def run_key(name: str, config: Any, *, code: Iterable[CodeRoot],
+            depends_on: Sequence[str] = ()) -> str:
+    """The identity of a run (for its checkpoints): like an artifact key, from the run's
+    name, config, code (module closure) and the keys it builds on."""
+    code = list(code)
+    if not code:
+        raise ValueError(f"{name!r}: give the builder (or training function) or its module as code")
+    return artifact_key(name, config, code_version(*code), depends_on)
 
 
 class ArtifactCache:
@@ -76,28 +78,72 @@ class ArtifactCache:
             raise ValueError(f"artifact name {name!r}: use letters, digits, '-' and '_' only")
         return self.directory / f"{name}-{key}.pt"
 
+    def key(self, name: str, config: Any, *, code: Iterable[CodeRoot],
+            depends_on: Sequence[str] = ()) -> str:
+        """The key ``get_or_create`` uses for a builder whose code roots are ``code``.
+
+        ``code`` names the builder (or its module); its library imports are found by
+        ``lib.core.codegraph``. ``depends_on`` holds the keys of the artifacts it is built
+        on (a fine-tuned model lists its dense model's key).
+        """
+        return run_key(name, config, code=code, depends_on=depends_on)
+
+    def checkpoint_dir(self, name: str, key: str) -> Path:
+        """The checkpoint folder of the run that builds artifact ``(name, key)``: one
+        folder per run key, so a run resumes only its own checkpoints."""
+        self.path(name, key)  # validates the name
+        return self.directory / "checkpoints" / f"{name}-{key}"
+
     def get_or_create(self, name: str, config: Any, build: Callable[[], Any], *,
-                      code: Iterable[types.ModuleType | Callable | type | str] = ()) -> Any:
-        """Load the artifact for ``(name, config, code)`` or build it once with ``build()``."""
-        key = artifact_key(name, config, code_version(*code))
+                      code: Iterable[CodeRoot] | None = None,
+                      depends_on: Sequence[str] = ()) -> Any:
+        """Load the artifact for ``(name, config, code, depends_on)`` or build it once.
+
+        ``code`` defaults to ``[build]``: the module that defines the builder and everything
+        it imports from ``lib``.
+        """
+        code = [build] if code is None else list(code)
+        key = self.key(name, config, code=code, depends_on=depends_on)
         path = self.path(name, key)
         with FileLock(str(path) + ".lock"):
             if path.exists():
                 digest_path = path.with_suffix(".pt.sha256")
-                expected = digest_path.read_text().strip() if digest_path.exists() else None
                 try:
-                    if expected is None:
-                        raise ValueError("no digest")
-                    return safe_torch_load(path, expected_sha256=expected)
-                except ValueError:
-                    path.unlink(missing_ok=True)  # a broken artifact is rebuilt, not trusted
+                    if not digest_path.exists():
+                        raise ValueError(f"{path}: no digest file (the write was interrupted)")
+                    return safe_torch_load(path, expected_sha256=digest_path.read_text().strip())
+                except (ValueError, OSError) as err:
+                    warnings.warn(f"cached artifact {path} is unreadable ({err}); rebuilding it",
+                                  CacheWarning, stacklevel=2)
+                    path.unlink(missing_ok=True)
             artifact = build()
             digest = atomic_torch_save(artifact, path)
             atomic_write_bytes(path.with_suffix(".pt.sha256"), digest.encode())
-            meta = {"name": name, "key": key, "config": _canonical(config)}
+            meta = {"name": name, "key": key, "config": _canonical(config),
+                    "depends_on": list(depends_on), "code_modules": modules_behind(*code)}
             atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
         return artifact
 
-    def contains(self, name: str, config: Any, *, code: Iterable[Any] = ()) -> bool:
+    def get_or_train(self, name: str, config: Any, train: Callable[[Path, str], Any], *,
+                     code: Iterable[CodeRoot] | None = None,
+                     depends_on: Sequence[str] = ()) -> Any:
+        """``get_or_create`` for a long run that checkpoints: ``train(ckpt_dir, run_key)``.
+
+        ``ckpt_dir`` is the run's own folder (``checkpoint_dir(name, key)``) and ``run_key``
+        the artifact's key, to hand to ``train_loop``: a killed build resumes from its own
+        checkpoints and never from another config's. Once the artifact is stored, the
+        checkpoints are removed.
+        """
+        code = [train] if code is None else list(code)
+        key = self.key(name, config, code=code, depends_on=depends_on)
+        ckpt = self.checkpoint_dir(name, key)
+        artifact = self.get_or_create(name, config, lambda: train(ckpt, key), code=code,
+                                      depends_on=depends_on)
+        if ckpt.exists() and self.path(name, key).exists():
+            shutil.rmtree(ckpt, ignore_errors=True)
+        return artifact
+
+    def contains(self, name: str, config: Any, *, code: Iterable[CodeRoot],
+                 depends_on: Sequence[str] = ()) -> bool:
         """Whether the artifact is already cached (no build)."""
-        return self.path(name, artifact_key(name, config, code_version(*code))).exists()
+        return self.path(name, self.key(name, config, code=code, depends_on=depends_on)).exists()

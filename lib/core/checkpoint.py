@@ -1,18 +1,29 @@
-"""Atomic checkpoints that survive being killed, and resume from the newest good one.
+"""Atomic checkpoints that survive being killed, and resume only their own run.
 
 A checkpoint is ``step-<N>.pt`` (``torch.save`` of plain tensors, numbers, strings, lists
 and dicts, so it loads with ``weights_only=True``) plus ``step-<N>.pt.sha256``. Both are
 written to a temporary file, flushed, fsynced and renamed into place; the digest goes last,
 so a checkpoint without a matching digest is incomplete or corrupted and is skipped with a
 warning in favour of the previous good one.
+
+**Identity.** A folder belongs to one run, named by its *run key* (a hash of the run's
+config and code, ``lib.core.run_key``): ``run.json`` in the folder and every checkpoint
+record it. A manager opened with another key refuses to resume from them (a
+``ForeignCheckpointWarning``), moves them aside to ``other-runs/`` (nothing is deleted) and
+the run starts fresh. Rotation keeps the ``keep`` newest checkpoints *that verify* and never
+deletes the newest good one, whatever the step numbers of broken files.
+
+Files are written with the permissions the umask allows (a shared cache stays readable).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -25,6 +36,16 @@ _NAME = re.compile(r"^step-(\d{9})\.pt$")
 
 class CheckpointWarning(UserWarning):
     """A checkpoint was skipped because it is corrupted, truncated or incomplete."""
+
+
+class ForeignCheckpointWarning(CheckpointWarning):
+    """Checkpoints of another run (other config or code) were found and not resumed."""
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -47,6 +68,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_current_umask())  # mkstemp makes 0600; honour the umask
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -79,14 +101,29 @@ def safe_torch_load(path: str | Path, *, expected_sha256: str | None = None) -> 
         raise ValueError(f"{path}: cannot be loaded ({type(err).__name__}: {err})") from err
 
 
-class CheckpointManager:
-    """Keeps the ``keep`` newest checkpoints of a run in ``directory``."""
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
-    def __init__(self, directory: str | Path, keep: int = 2):
+
+class CheckpointManager:
+    """The checkpoints of one run (``run_key``) in ``directory``; keeps the ``keep`` newest
+    good ones."""
+
+    RUN_FILE = "run.json"
+
+    def __init__(self, directory: str | Path, keep: int = 2, *, run_key: str | None = None):
         if keep < 1:
             raise ValueError(f"keep must be >= 1 (the newest good checkpoint), got {keep}")
+        if run_key is not None and (not isinstance(run_key, str) or not run_key):
+            raise ValueError(f"run_key must be a non-empty string, got {run_key!r}")
         self.directory = Path(directory)
         self.keep = keep
+        self.run_key = run_key
+        self._claimed = False
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"step-{int(step):09d}.pt"
@@ -102,22 +139,74 @@ class CheckpointManager:
         """Steps whose checkpoint has its digest written (not verified), oldest first."""
         return [s for s in self.steps() if self.path_for(s).with_suffix(".pt.sha256").exists()]
 
-    def save(self, step: int, state: dict[str, Any]) -> Path:
-        """Write the checkpoint for ``step`` atomically, then drop the oldest extra ones."""
+    def verifies(self, step: int) -> bool:
+        """Whether checkpoint ``step`` is complete and matches its digest (bytes only)."""
         path = self.path_for(step)
-        digest = atomic_torch_save({"step": int(step), "state": state}, path)
+        digest = path.with_suffix(".pt.sha256")
+        try:
+            return digest.exists() and _file_sha256(path) == digest.read_text().strip()
+        except OSError:
+            return False
+
+    def folder_run_key(self) -> str | None:
+        """The run key recorded in the folder's ``run.json`` (None if absent)."""
+        try:
+            return json.loads((self.directory / self.RUN_FILE).read_text())["run_key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _claim(self) -> None:
+        """Make the folder this run's: foreign checkpoints move to ``other-runs/``."""
+        if self._claimed or self.run_key is None:
+            return
+        self._claimed = True
+        owner = self.folder_run_key()
+        if owner == self.run_key:
+            return
+        present = [p for p in self.directory.glob("step-*")] if self.directory.exists() else []
+        if present:
+            label = owner or "unknown-run"
+            aside = self.directory / "other-runs" / label
+            n = 0
+            while aside.exists():
+                n += 1
+                aside = self.directory / "other-runs" / f"{label}-{n}"
+            aside.mkdir(parents=True)
+            for p in present:
+                shutil.move(str(p), aside / p.name)
+            warnings.warn(
+                f"{self.directory} holds checkpoints of another run ({label}), not of this run "
+                f"({self.run_key}): not resuming from them; they were moved to {aside} and "
+                f"this run starts fresh", ForeignCheckpointWarning, stacklevel=3)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.directory / self.RUN_FILE,
+                           json.dumps({"run_key": self.run_key}).encode())
+
+    def save(self, step: int, state: dict[str, Any]) -> Path:
+        """Write the checkpoint for ``step`` atomically, then keep only the ``keep`` newest
+        checkpoints that verify (broken files go; the newest good one always stays)."""
+        self._claim()
+        path = self.path_for(step)
+        digest = atomic_torch_save({"step": int(step), "run_key": self.run_key, "state": state},
+                                   path)
         atomic_write_bytes(path.with_suffix(".pt.sha256"), digest.encode())
-        for old in self.steps()[: -self.keep]:
-            self.path_for(old).unlink(missing_ok=True)
-            self.path_for(old).with_suffix(".pt.sha256").unlink(missing_ok=True)
+        good = [s for s in reversed(self.steps()) if self.verifies(s)]
+        if good:  # if nothing verifies (a failing disk), delete nothing
+            kept = set(good[: self.keep])
+            for old in self.steps():
+                if old not in kept:
+                    self.path_for(old).unlink(missing_ok=True)
+                    self.path_for(old).with_suffix(".pt.sha256").unlink(missing_ok=True)
         return path
 
     def load_latest(self) -> tuple[int, dict[str, Any]] | None:
-        """``(step, state)`` of the newest checkpoint that verifies, or ``None``.
+        """``(step, state)`` of the newest checkpoint of this run that verifies, or ``None``.
 
         A checkpoint whose digest is missing or wrong, or that does not parse, is skipped
-        with a ``CheckpointWarning`` and the previous one is tried.
+        with a ``CheckpointWarning`` and the previous one is tried. With a ``run_key``, the
+        checkpoints of another run are never resumed (``ForeignCheckpointWarning``).
         """
+        self._claim()
         for step in reversed(self.steps()):
             path = self.path_for(step)
             digest_path = path.with_suffix(".pt.sha256")
@@ -130,6 +219,11 @@ class CheckpointManager:
             except (ValueError, OSError) as err:
                 warnings.warn(f"skipping checkpoint: {err}; trying the previous one",
                               CheckpointWarning, stacklevel=2)
+                continue
+            if self.run_key is not None and payload.get("run_key") != self.run_key:
+                warnings.warn(f"{path} belongs to run {payload.get('run_key')}, not to this "
+                              f"run ({self.run_key}): not resuming from it",
+                              ForeignCheckpointWarning, stacklevel=2)
                 continue
             return step, payload["state"]
         return None

@@ -1,4 +1,16 @@
-"""Where the book keeps things: repository root, results, artifact cache."""
+"""Where the book keeps things: repository root, results, artifact cache, data sets.
+
+The artifact cache and the data sets live apart: removing the cache to start cold never
+deletes downloaded data.
+
+==================  ======================  =========================================
+what                environment variable    default
+==================  ======================  =========================================
+artifact cache      ``BOOK_CACHE_DIR``      ``~/.cache/effml-book`` (user cache dir)
+full-scale data     ``BOOK_DATA_DIR``       ``~/.local/share/effml-book`` (user data dir)
+metrics records     ``BOOK_RESULTS_DIR``    ``<repo>/results``
+==================  ======================  =========================================
+"""
 
 from __future__ import annotations
 
@@ -12,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CACHE_ENV = "BOOK_CACHE_DIR"
 RESULTS_ENV = "BOOK_RESULTS_DIR"
+DATA_ENV = "BOOK_DATA_DIR"
 
 
 def cache_dir() -> Path:
@@ -28,3 +41,13 @@ def results_dir() -> Path:
     path = Path(env).expanduser() if env else REPO_ROOT / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_dir(root: str | Path | None = None) -> Path:
+    """The one data root of every full-scale loader and every ``data_scripts/`` command:
+    ``root`` if given, else ``$BOOK_DATA_DIR``, else the user's data dir
+    (``~/.local/share/effml-book``). Not created here: a loader only reads it."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("effml-book"))

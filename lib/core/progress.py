@@ -12,9 +12,12 @@ PROGRESS_ENV = "BOOK_PROGRESS"
 
 
 def progress_enabled(enabled: bool | None = None) -> bool:
-    """Explicit ``enabled`` wins; else ``$BOOK_PROGRESS`` ("0" silences); else on."""
+    """Explicit ``enabled`` wins; else off on data-parallel ranks other than 0; else
+    ``$BOOK_PROGRESS`` ("0" silences); else on."""
     if enabled is not None:
         return bool(enabled)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return False
     if os.environ.get("TQDM_DISABLE"):
         return False
     return os.environ.get(PROGRESS_ENV, "1") not in ("0", "false", "False", "")

@@ -1,4 +1,10 @@
-"""Metrics records: one JSON per run with metrics, config, scale, seed, versions, commit, time."""
+"""Metrics records: one JSON per run with metrics, config, scale, seed, versions, commit, time.
+
+One record per chapter, scale and setup: ``<results>/<chapter>-<scale>.json`` for a
+chapter's default setup, ``<chapter>-<scale>-<setup>.json`` for a named one (full-scale
+runs of different setups never overwrite each other). A record written under a dry-run
+step limit says so (``max_steps``), and the scoreboard never judges it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any
 from . import paths
 from .checkpoint import atomic_write_bytes
 from .config import SCALES, config_dict
+from .limits import step_limit
 
 TRACKED_PACKAGES = ("torch", "torchvision", "torchaudio", "numpy", "scipy", "scikit-learn",
                     "scikit-image", "gymnasium", "jupyter-book", "papermill")
@@ -88,6 +95,8 @@ def make_record(chapter: str, scale: str, seed: int, config: Any, metrics: dict[
     if not wall_time_s > 0:
         raise ValueError(f"{chapter}: wall_time_s must be > 0, got {wall_time_s!r}")
     cfg = config_dict(config) if hasattr(config, "__dataclass_fields__") else dict(config)
+    if step_limit() is not None:
+        extra["max_steps"] = step_limit()
     return {
         "chapter": chapter,
         "scale": scale,
@@ -102,18 +111,42 @@ def make_record(chapter: str, scale: str, seed: int, config: Any, metrics: dict[
     }
 
 
-def record_path(chapter: str, scale: str, out_dir: str | Path | None = None) -> Path:
-    """``<results>/<chapter>-<scale>.json``."""
+def _setup_suffix(setup: str | None) -> str:
+    if setup in (None, "", "default"):
+        return ""
+    if not str(setup).replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"setup name {setup!r}: use letters, digits, '-' and '_' only")
+    return f"-{setup}"
+
+
+def record_path(chapter: str, scale: str, out_dir: str | Path | None = None,
+                setup: str | None = None) -> Path:
+    """``<results>/<chapter>-<scale>.json`` (``-<setup>`` before ``.json`` for a named setup)."""
     base = Path(out_dir) if out_dir is not None else paths.results_dir()
-    return base / f"{chapter}-{scale}.json"
+    return base / f"{chapter}-{scale}{_setup_suffix(setup)}.json"
+
+
+def records_of(chapter: str, scale: str, out_dir: str | Path | None = None
+               ) -> list[tuple[str, Path]]:
+    """``(setup, path)`` of every record of ``chapter`` at ``scale`` ("" = default setup)."""
+    base = Path(out_dir) if out_dir is not None else paths.results_dir()
+    found = []
+    default = record_path(chapter, scale, base)
+    if default.exists():
+        found.append(("", default))
+    prefix = f"{chapter}-{scale}-"
+    for path in sorted(base.glob(f"{prefix}*.json")):
+        found.append((path.stem[len(prefix):], path))
+    return found
 
 
 def write_record(chapter: str, scale: str, seed: int, config: Any, metrics: dict[str, Any],
                  wall_time_s: float, out_dir: str | Path | None = None,
                  **extra: Any) -> dict[str, Any]:
-    """Write the record atomically to ``record_path(...)`` and return it."""
+    """Write the record atomically to ``record_path(...)`` and return it (a ``setup=``
+    extra names the setup's own record file)."""
     record = make_record(chapter, scale, seed, config, metrics, wall_time_s, **extra)
-    path = record_path(chapter, scale, out_dir)
+    path = record_path(chapter, scale, out_dir, extra.get("setup"))
     atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
     return record
 

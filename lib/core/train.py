@@ -8,7 +8,9 @@ Exact resume needs two things, both provided here:
   goes into the checkpoint and is restored.
 
 A killed run resumed from its newest checkpoint then ends with bit-identical weights and
-metrics on CPU.
+metrics on CPU. A checkpointed run names its ``run_key`` (``lib.core.run_key``: config and
+code), so it resumes only its own checkpoints; a dry run's step limit (``lib.core.limits``)
+caps ``steps``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointManager
+from .limits import limit_steps
 from .progress import progress
 from .record import timed
 from .seeding import derive_seed, make_generator
@@ -113,7 +116,7 @@ def _is_main_process() -> bool:
 
 def train_loop(step_fn: Callable[[int], dict[str, float]], steps: int, *,
                state: dict[str, Stateful], ckpt_dir: str | Path | None = None,
-               ckpt_every: int = 0, log_every: int = 1,
+               run_key: str | None = None, ckpt_every: int = 0, log_every: int = 1,
                eval_fn: Callable[[int], dict[str, float]] | None = None, eval_every: int = 0,
                keep: int = 2, desc: str = "train", show_progress: bool | None = None,
                stop_after: int | None = None) -> TrainResult:
@@ -122,7 +125,9 @@ def train_loop(step_fn: Callable[[int], dict[str, float]], steps: int, *,
     ``step_fn`` does one whole update (forward, backward, optimizer step) and returns
     floats to log. ``state`` names every object whose ``state_dict`` must survive a restart.
     With ``ckpt_dir``, a checkpoint is written every ``ckpt_every`` steps and at the end;
-    a rerun with the same ``ckpt_dir`` continues from the newest good checkpoint.
+    a rerun with the same ``ckpt_dir`` and ``run_key`` continues from the newest good
+    checkpoint, and checkpoints of another run key are refused (the run starts fresh).
+    Under a dry-run step limit (``BOOK_MAX_STEPS``) ``steps`` is capped.
     ``eval_fn(step)`` runs every ``eval_every`` steps and after the last step.
     ``stop_after`` ends the run early (after that many total steps) as a kill would, for
     demonstrations.
@@ -131,7 +136,12 @@ def train_loop(step_fn: Callable[[int], dict[str, float]], steps: int, *,
         raise ValueError(f"steps must be >= 0, got {steps}")
     if ckpt_every and ckpt_dir is None:
         raise ValueError("ckpt_every needs a ckpt_dir to write checkpoints to")
-    manager = CheckpointManager(ckpt_dir, keep=keep) if ckpt_dir is not None else None
+    if ckpt_dir is not None and not run_key:
+        raise ValueError("a checkpointed run needs its run_key (lib.core.run_key(name, config, "
+                         "code=[...])) so that it resumes only its own checkpoints")
+    steps = limit_steps(steps)
+    manager = (CheckpointManager(ckpt_dir, keep=keep, run_key=run_key)
+               if ckpt_dir is not None else None)
     result = TrainResult()
     start = 0
     if manager is not None:

@@ -50,7 +50,6 @@ game and cannot be reproduced.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,6 +59,7 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator
+from lib.core.claims import Claim
 from lib.rl import (
     A2CSettings,
     AngleHead,
@@ -682,11 +682,6 @@ def train_platform(cfg: MarginalPGConfig, method: str, seed: int = 0, *,
             "total_env_steps": cfg.updates * cfg.n_envs * cfg.n_steps}
 
 
-def _cache_code() -> list[Any]:
-    from lib.rl import a2c, platform2d, policies
-
-    return [sys.modules[__name__], a2c, platform2d, policies]
-
 
 def _platform_key(cfg: MarginalPGConfig, method: str, seed: int) -> dict[str, Any]:
     fields = ("sigma", "angle_sigma", "half_width", "step_size", "goal_radius",
@@ -703,15 +698,14 @@ def platform_run(cfg: MarginalPGConfig, method: str, seed: int = 0,
     cache = cache or ArtifactCache()
     return cache.get_or_create(
         "marginal_pg-platform", _platform_key(cfg, method, seed),
-        lambda: train_platform(cfg, method, seed, show_progress=show_progress),
-        code=_cache_code())
+        lambda: train_platform(cfg, method, seed, show_progress=show_progress))
 
 
 def platform_is_cached(cfg: MarginalPGConfig, method: str, seed: int = 0,
                        cache: ArtifactCache | None = None) -> bool:
     return (cache or ArtifactCache()).contains("marginal_pg-platform",
                                                _platform_key(cfg, method, seed),
-                                               code=_cache_code())
+                                               code=[platform_run])
 
 
 def learning_curve(run: dict[str, Any], total_env_steps: int, bins: int
@@ -813,8 +807,7 @@ def control_run(cfg: MarginalPGConfig, method: str, seed: int = 0,
     key = {"config": {f: getattr(cfg, f) for f in fields}, "method": method, "seed": seed}
     return (cache or ArtifactCache()).get_or_create(
         "marginal_pg-control", key,
-        lambda: train_control(cfg, method, seed, show_progress=show_progress),
-        code=_cache_code())
+        lambda: train_control(cfg, method, seed, show_progress=show_progress))
 
 
 # --------------------------------------------------------------------------------------------
@@ -912,3 +905,17 @@ def run(config: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = N
                    for i in range(config.control_seeds)]
                for m in CONTROL_METHODS} if config.control_updates else {}
     return {"bandits": run_bandits(config, seed), "platform": platform, "control": control}
+
+
+# ------------------------------------------------------------------------------ claims
+CLAIMS = [
+    Claim.interval("marginal_pg", "variance-ratio",
+                   "Marginal / standard policy-gradient variance on Platform2D",
+                   paper="about 1/2", prefix="platform_variance_ratio",
+                   target=(0.4, 0.6), unit="variance ratio"),
+    Claim.interval("marginal_pg", "apg-return",
+                   "APG reaches a higher final return than the Gaussian policy on Platform2D",
+                   paper="APG best; Gaussian and angle policies fall short",
+                   prefix="return_apg_vs_gaussian", paper_effect=0.5, unit="return difference"),
+]
+DATA_PARALLEL = False

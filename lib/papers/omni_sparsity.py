@@ -39,7 +39,6 @@ scores candidates by their dev-set RNN-T loss (``search_metric``).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from lib.asr import (
     TrainConfig,
     count_parameters,
     dense_asr_artifact,
+    dense_asr_key,
     evaluate_wer,
     load_data,
     make_optimizer,
@@ -67,6 +67,7 @@ from lib.asr import (
 from lib.asr.model import cpu_state_dict, training_device
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, seed_everything
 from lib.core import train_loop as core_train_loop
+from lib.core.claims import Claim
 from lib.sparse import attach_mask, cubic_sparsity, get_mask, nested_magnitude_masks
 
 SPARSITY_CHOICES = tuple(round(0.1 * i, 1) for i in range(10))  # {0, 0.1, ..., 0.9}
@@ -298,7 +299,7 @@ def _prepare(artifact: dict[str, Any], config: OmniSparsityConfig, train_cfg: Tr
 
 
 def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConfig, seed: int,
-                   *, ckpt_dir: str | Path | None = None,
+                   *, ckpt_dir: str | Path | None = None, run_key: str | None = None,
                    show_progress: bool | None = None) -> dict[str, Any]:
     """Omni-sparsity training from the dense model: ``supernet_steps`` sandwich steps."""
     from lib.core.distributed import rank_and_world, wrap_ddp
@@ -327,7 +328,8 @@ def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConf
 
     result = core_train_loop(step_fn, config.supernet_steps,
                              state={"model": model, "opt": opt, "sched": sched},
-                             ckpt_dir=ckpt_dir, ckpt_every=max(1, config.supernet_steps // 20)
+                             ckpt_dir=ckpt_dir, run_key=run_key,
+                             ckpt_every=max(1, config.supernet_steps // 20)
                              if ckpt_dir else 0, desc="omni supernet",
                              show_progress=show_progress)
     apply_subnet(groups, (0.0,) * n_genes)
@@ -338,6 +340,7 @@ def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConf
 
 def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfig,
                   sparsity: float, seed: int, *, ckpt_dir: str | Path | None = None,
+                  run_key: str | None = None,
                   show_progress: bool | None = None) -> dict[str, Any]:
     """The baseline: one model pruned to uniform ``sparsity`` (Zhu & Gupta's cubic schedule
     over ``prune_ramp_fraction`` of ``pruned_steps``, masks updated every ``prune_every``)."""
@@ -372,7 +375,8 @@ def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfi
 
     result = core_train_loop(step_fn, config.pruned_steps,
                              state={"model": model, "opt": opt, "sched": sched},
-                             ckpt_dir=ckpt_dir, ckpt_every=max(1, config.pruned_steps // 20)
+                             ckpt_dir=ckpt_dir, run_key=run_key,
+                             ckpt_every=max(1, config.pruned_steps // 20)
                              if ckpt_dir else 0, desc=f"prune to {sparsity:.0%}",
                              show_progress=show_progress)
     apply_subnet(groups, (sparsity,) * len(groups), keep_pruned=True)  # exactly the target
@@ -497,15 +501,10 @@ def evolutionary_search(fitness: Callable[[tuple[float, ...]], float],
 
 # --- the whole experiment, with artifacts ---------------------------------------------------
 
-def _code() -> list[Any]:
-    import lib.asr.recipes as recipes
-    import lib.sparse.masks as masks
-
-    return [sys.modules[__name__], recipes, masks]
-
 
 def _train_one(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int,
-               sparsity: float, ckpt_dir: str | None, show_progress: bool | None,
+               sparsity: float, ckpt_dir: str | None, run_key: str | None,
+               show_progress: bool | None = None,
                loaded: tuple[dict[str, Any], Any] | None = None) -> dict[str, Any]:
     """Train the supernet (``kind="supernet"``) or one pruned model (``"pruned"``)."""
     if loaded is None:
@@ -516,43 +515,34 @@ def _train_one(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int
         dense, sets = loaded
     if kind == "supernet":
         return train_supernet(dense, sets["train"], config, seed, ckpt_dir=ckpt_dir,
-                              show_progress=show_progress)
+                              run_key=run_key, show_progress=show_progress)
     return gradual_prune(dense, sets["train"], config, sparsity, seed, ckpt_dir=ckpt_dir,
-                         show_progress=show_progress)
-
-
-def _train_worker(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int,
-                  sparsity: float, ckpt_dir: str, out_path: str) -> None:
-    """One DDP rank of ``_train_one`` (full scale); rank 0 writes the result."""
-    from lib.core.checkpoint import atomic_torch_save
-    from lib.core.distributed import cleanup, init_distributed
-
-    rank, _ = init_distributed()
-    try:
-        out = _train_one(kind, config, seed, dense_seed, sparsity, ckpt_dir, rank == 0)
-        if rank == 0:
-            atomic_torch_save(out, Path(out_path))
-    finally:
-        cleanup()
+                         run_key=run_key, show_progress=show_progress)
 
 
 def _build(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int, sparsity: float,
-           cache: ArtifactCache, loaded, show_progress: bool | None) -> dict[str, Any]:
-    if config.dense_scale != "full":
-        return _train_one(kind, config, seed, dense_seed, sparsity, None, show_progress, loaded)
-    from lib.core.checkpoint import safe_torch_load
-    from lib.core.distributed import launch
+           loaded, show_progress: bool | None, ckpt_dir: Path, run_key: str) -> dict[str, Any]:
+    """Small scales train here, without checkpoints; full scale checkpoints into the run's
+    own folder and trains data-parallel over the requested workers."""
+    from lib.core.distributed import requested_workers, run_data_parallel
 
-    ckpt = cache.directory / f"omni-{kind}-ckpt-{seed}-{dense_seed}-{sparsity}"
-    gpus = config.gpus or torch.cuda.device_count()
-    if gpus <= 1:
-        return _train_one(kind, config, seed, dense_seed, sparsity, str(ckpt), show_progress,
+    if config.dense_scale != "full":
+        return _train_one(kind, config, seed, dense_seed, sparsity, None, None, show_progress,
                           loaded)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    out_path = ckpt / "final.pt"
-    launch(_train_worker, gpus, kind, config, seed, dense_seed, sparsity, str(ckpt),
-           str(out_path))
-    return safe_torch_load(out_path)
+    workers = requested_workers(config.gpus or None)
+    if workers <= 1:
+        return _train_one(kind, config, seed, dense_seed, sparsity, str(ckpt_dir), run_key,
+                          show_progress, loaded)
+    return run_data_parallel(_train_one, workers, kind, config, seed, dense_seed, sparsity,
+                             str(ckpt_dir), run_key, workdir=ckpt_dir)
+
+
+def _keys(config: OmniSparsityConfig, seed: int, dense_seed: int,
+          cache: ArtifactCache) -> tuple[dict[str, Any], list[str]]:
+    """The config part of the fine-tuned models' keys, and the dense model they depend on."""
+    recipe = DENSE_RECIPES[config.dense_scale]
+    key = {"config": config, "seed": seed, "dense_seed": dense_seed}
+    return key, [dense_asr_key(recipe, dense_seed, cache)]
 
 
 def finetuned_cached(config: OmniSparsityConfig, seed: int, *, dense_seed: int | None = None,
@@ -561,36 +551,38 @@ def finetuned_cached(config: OmniSparsityConfig, seed: int, *, dense_seed: int |
     are in the cache)."""
     cache = cache or ArtifactCache()
     dense_seed = seed if dense_seed is None else dense_seed
-    key = {"config": config, "seed": seed, "recipe": DENSE_RECIPES[config.dense_scale],
-           "dense_seed": dense_seed}
+    key, parents = _keys(config, seed, dense_seed, cache)
+    code = [finetuned_artifacts]
     pruned = [s for s in config.levels if s != 0.0 or config.finetune_dense_baseline]
-    return cache.contains("omni-supernet", key, code=_code()) and all(
-        cache.contains("omni-pruned", {**key, "sparsity": s}, code=_code()) for s in pruned)
+    return cache.contains("omni-supernet", key, code=code, depends_on=parents) and all(
+        cache.contains("omni-pruned", {**key, "sparsity": s}, code=code, depends_on=parents)
+        for s in pruned)
 
 
 def finetuned_artifacts(config: OmniSparsityConfig, seed: int, *, dense_seed: int | None = None,
                         cache: ArtifactCache | None = None,
                         show_progress: bool | None = None) -> dict[str, Any]:
     """The dense model, the supernet and one pruned model per level (each trained once and
-    cached): ``{"dense", "supernet", "pruned": {sparsity: ...}, "sets", "tokenizer"}``.
-    Full scale trains each with DDP over ``config.gpus`` (default all visible) GPUs."""
+    cached, keyed on the dense model's key too): ``{"dense", "supernet", "pruned":
+    {sparsity: ...}, "sets", "tokenizer"}``. Full scale trains each data-parallel."""
     cache = cache or ArtifactCache()
     dense_seed = seed if dense_seed is None else dense_seed
     recipe = DENSE_RECIPES[config.dense_scale]
     dense = dense_asr_artifact(recipe, dense_seed, cache)
     sets, tokenizer = load_data(recipe, dense_seed, tokenizer=model_from_artifact(dense)[1])
-    key = {"config": config, "seed": seed, "recipe": recipe, "dense_seed": dense_seed}
-    supernet = cache.get_or_create(
-        "omni-supernet", key, lambda: _build("supernet", config, seed, dense_seed, 0.0, cache,
-                                             (dense, sets), show_progress), code=_code())
+    key, parents = _keys(config, seed, dense_seed, cache)
+    supernet = cache.get_or_train(
+        "omni-supernet", key,
+        lambda ckpt, run: _build("supernet", config, seed, dense_seed, 0.0, (dense, sets),
+                                 show_progress, ckpt, run), depends_on=parents)
     pruned = {}
     for s in config.levels:
         if s == 0.0 and not config.finetune_dense_baseline:
             continue
-        pruned[s] = cache.get_or_create(
+        pruned[s] = cache.get_or_train(
             "omni-pruned", {**key, "sparsity": s},
-            lambda s=s: _build("pruned", config, seed, dense_seed, s, cache, (dense, sets),
-                               show_progress), code=_code())
+            lambda ckpt, run, s=s: _build("pruned", config, seed, dense_seed, s, (dense, sets),
+                                          show_progress, ckpt, run), depends_on=parents)
     return {"dense": dense, "supernet": supernet, "pruned": pruned, "sets": sets,
             "tokenizer": tokenizer}
 
@@ -745,3 +737,16 @@ __all__ = ["CONFIGS", "OmniSparsityConfig", "apply_subnet", "compare_approaches"
            "nested_subnet_masks", "omni_supernet_step", "relative_gain", "run",
            "sample_subnets", "search_for_budget", "subnet_size", "train_supernet",
            "split_names", "training_costs", "weight_groups"]
+
+
+# --- claims ------------------------------------------------------------------------------------
+CLAIMS = [
+    Claim.interval("omni_sparsity", "gain-at-one-model-cost",
+                   "Omni-sparsity sub-networks, trained at the cost of one model, have lower "
+                   "WER than individually pruned models at 90% sparsity",
+                   paper="2-6.6% relative lower WER (LibriSpeech test-other)",
+                   prefix="relwer_supernet_vs_pruned_s90", paper_effect=-0.02,
+                   unit="relative WER change", percent=True),
+]
+#: Full scale trains data-parallel (``--gpus N``).
+DATA_PARALLEL = True

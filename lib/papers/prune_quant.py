@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lib.core import ArtifactCache, IndexBatches, ScaleConfigs, derive_seed, seed_everything
+from lib.core.claims import Claim
 from lib.core.train import train_loop
 from lib.quant import (
     allocate_bits,
@@ -59,6 +59,7 @@ from lib.quant import (
     model_size_bits,
     multiple_choice_knapsack,
 )
+from lib.quant.admm import ADMMState, proximal_pull
 from lib.sparse import prunable_layers, weighted_sparse_masks
 from lib.vision import StepBatches, build_model, digits_images, vision_dataset
 
@@ -272,15 +273,6 @@ def quantization_projection(targets: list[torch.Tensor], support: list[torch.Ten
     return quantized, bits, info
 
 
-@torch.no_grad()
-def proximal_pull(weights: list[torch.Tensor], v: list[torch.Tensor], u: list[torch.Tensor],
-                  lr: float, rho: float) -> None:
-    """Step 1b: ``W <- argmin_X |X - W|^2 / (2 lr) + rho/2 |X - V + U|^2``, in place."""
-    beta = lr * rho
-    for w, vj, uj in zip(weights, v, u, strict=True):
-        w.add_(beta * (vj - uj)).div_(1.0 + beta)
-
-
 def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         teacher: nn.Module | None = None, temperature: float = 0.0
                         ) -> torch.Tensor:
@@ -295,34 +287,13 @@ def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss
 
 
-class ADMMState:
-    """``V``, ``U``, the bits and nonzeros of the ADMM run, checkpointable."""
-
-    def __init__(self, weights: list[torch.Tensor], bits: list[int]):
-        self.v = [w.detach().clone() for w in weights]
-        self.u = [torch.zeros_like(w) for w in weights]
-        self.bits = list(bits)
-        self.nnz = [int((w != 0).sum()) for w in weights]
-        self.history: list[dict[str, Any]] = []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"v": self.v, "u": self.u, "bits": self.bits, "nnz": self.nnz,
-                "history": self.history}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for mine, saved in ((self.v, state["v"]), (self.u, state["u"])):
-            for a, b in zip(mine, saved, strict=True):
-                a.copy_(b)
-        self.bits, self.nnz = list(state["bits"]), list(state["nnz"])
-        self.history = list(state["history"])
-
-
 def admm_compress(model: nn.Module, task: Task, cfg: PruneQuantConfig, budget: float, *,
                   prune: bool = True, quantize: bool = True, fixed_bits: int | None = None,
                   fixed_zero: bool = True, projection_bits: int | None = None,
                   freeze_support: bool = False, epochs: int | None = None,
                   teacher: nn.Module | None = None, seed: int = 0,
-                  ckpt_dir: str | Path | None = None, desc: str = "admm") -> dict[str, Any]:
+                  ckpt_dir: str | Path | None = None, run_key: str | None = None,
+                  desc: str = "admm") -> dict[str, Any]:
     """Compress ``model`` in place under ``budget`` bits with ADMM (Algorithm 1).
 
     ``prune``/``quantize`` switch steps 2 and 3-4 (prune-only: no V-step; quantize-only:
@@ -407,7 +378,8 @@ def admm_compress(model: nn.Module, task: Task, cfg: PruneQuantConfig, budget: f
 
     result = train_loop(step_fn, steps, state={"model": model, "opt": opt, "sched": sched,
                                                "admm": state},
-                        ckpt_dir=ckpt_dir, ckpt_every=task.steps_per_epoch if ckpt_dir else 0,
+                        ckpt_dir=ckpt_dir, run_key=run_key,
+                        ckpt_every=task.steps_per_epoch if ckpt_dir else 0,
                         log_every=task.steps_per_epoch, desc=desc)
     project()  # the final model obeys the projection
     bits = state.bits if quantize else [32] * n_layers
@@ -426,23 +398,26 @@ def admm_compress(model: nn.Module, task: Task, cfg: PruneQuantConfig, budget: f
 # --------------------------------------------------------------------------- methods
 def pretrained_dense(cfg: PruneQuantConfig, seed: int = 0, device: str = "cpu",
                      cache: ArtifactCache | None = None,
-                     ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+                     checkpoint: bool | None = None) -> dict[str, Any]:
     """The dense starting point: loaded from ``cfg.pretrained`` or trained once (cached;
-    with ``ckpt_dir`` the training checkpoints every epoch and resumes)."""
+    with ``checkpoint``, default at full scale, the training checkpoints every epoch into
+    its own run folder and a killed build resumes)."""
     if cfg.pretrained:
         from lib.vision import data_root
 
         path = data_root(cfg.data_root or None) / cfg.pretrained
         if not path.exists():
             raise FileNotFoundError(f"pretrained weights {path} not found; fetch them with: "
-                                    f"python data_scripts/fetch_vision.py alexnet-pretrained")
+                                    f"python data_scripts/fetch_vision.py alexnet-pretrained "
+                                    f"--root {data_root(cfg.data_root or None)}")
         task = make_task(cfg, seed, device)
         model = task.make_model()
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return {"state_dict": model.state_dict(), "accuracy": task.evaluate(model),
                 "train_seconds": 0.0}
+    checkpoint = cfg.dataset != "digits" if checkpoint is None else checkpoint
 
-    def build() -> dict[str, Any]:
+    def build(ckpt_dir: Path, run_key: str) -> dict[str, Any]:
         task = make_task(cfg, seed, device)
         seed_everything(seed)
         model = task.make_model()
@@ -461,16 +436,16 @@ def pretrained_dense(cfg: PruneQuantConfig, seed: int = 0, device: str = "cpu",
             sched.step()
             return {"loss": loss.item()}
 
-        ckpt = None if ckpt_dir is None else Path(ckpt_dir) / f"dense-{seed}"
         result = train_loop(step_fn, steps, state={"model": model, "opt": opt, "sched": sched},
-                            ckpt_dir=ckpt, ckpt_every=task.steps_per_epoch if ckpt else 0,
+                            ckpt_dir=ckpt_dir if checkpoint else None,
+                            run_key=run_key if checkpoint else None,
+                            ckpt_every=task.steps_per_epoch if checkpoint else 0,
                             log_every=0, desc="dense")
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "accuracy": task.evaluate(model), "train_seconds": result.wall_time_s}
 
-    return (cache or ArtifactCache()).get_or_create(
-        "prune-quant-dense", {"config": _dense_part(cfg), "seed": seed}, build,
-        code=_code())
+    return (cache or ArtifactCache()).get_or_train(
+        "prune-quant-dense", {"config": _dense_part(cfg), "seed": seed}, build)
 
 
 def _dense_part(cfg: PruneQuantConfig) -> dict[str, Any]:
@@ -480,25 +455,15 @@ def _dense_part(cfg: PruneQuantConfig) -> dict[str, Any]:
                                          "momentum", "weight_decay", "data_root")}
 
 
-def _code() -> list[Any]:
-    import lib.quant.allocation as allocation
-    import lib.quant.kmeans as kmeans
-    import lib.sparse.knapsack as knapsack
-    import lib.sparse.projections as projections
-    import lib.vision.embedded as embedded
-    import lib.vision.models as models
-
-    return [sys.modules[__name__], allocation, kmeans, knapsack, projections, embedded, models]
-
-
 def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
-             device: str = "cpu", ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+             device: str = "cpu", ckpt_dir: str | Path | None = None,
+             run_key: str | None = None) -> dict[str, Any]:
     """Run one method from the dense model. ``level`` is the target compression ratio
-    (the bit-width for ``quantize-only``). Returns accuracy, size, ratio, per-layer table."""
+    (the bit-width for ``quantize-only``). Returns accuracy, size, ratio, per-layer table.
+    With ``ckpt_dir`` and ``run_key`` each stage checkpoints every epoch and resumes."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
-    dense = pretrained_dense(cfg, seed, device,
-                             ckpt_dir=None if ckpt_dir is None else Path(ckpt_dir).parent)
+    dense = pretrained_dense(cfg, seed, device)
     task = make_task(cfg, seed, device)
     model = task.make_model()
     model.load_state_dict(dense["state_dict"])
@@ -508,32 +473,35 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
         for p in teacher.parameters():
             p.requires_grad_(False)
     run_seed = derive_seed(seed, method, level)
-    ckpt = (lambda name: None) if ckpt_dir is None else (
-        lambda name: Path(ckpt_dir) / f"{method}-{level:g}-{name}")
+    def ckpt(stage: str) -> dict[str, Any]:
+        if ckpt_dir is None:
+            return {"ckpt_dir": None}
+        return {"ckpt_dir": Path(ckpt_dir) / stage, "run_key": f"{run_key}-{stage}"}
+
     start = time.perf_counter()
     if method == "quantize-only":
         bits = int(level)
         budget = bits * sum(m.weight.numel() for _, m in prunable_layers(model))
         out = admm_compress(model, task, cfg, budget, prune=False, fixed_bits=bits,
                             fixed_zero=False, teacher=teacher, seed=run_seed,
-                            ckpt_dir=ckpt("admm"), desc=method)
+                            **ckpt("admm"), desc=method)
     else:
         budget = budget_bits(model, level)
         if method == "joint":
             out = admm_compress(model, task, cfg, budget, teacher=teacher, seed=run_seed,
-                                ckpt_dir=ckpt("admm"), desc=method)
+                                **ckpt("admm"), desc=method)
         elif method == "prune-only":
             out = admm_compress(model, task, cfg, budget, quantize=False, projection_bits=32,
-                                teacher=teacher, seed=run_seed, ckpt_dir=ckpt("admm"),
+                                teacher=teacher, seed=run_seed, **ckpt("admm"),
                                 desc=method)
         else:  # prune-then-quantize: half the epochs each, fixed bits
             first = cfg.epochs // 2
             admm_compress(model, task, cfg, budget, quantize=False,
                           projection_bits=cfg.ptq_bits, epochs=first, teacher=teacher,
-                          seed=run_seed, ckpt_dir=ckpt("prune"), desc=f"{method} (prune)")
+                          seed=run_seed, **ckpt("prune"), desc=f"{method} (prune)")
             out = admm_compress(model, task, cfg, budget, prune=False, freeze_support=True,
                                 fixed_bits=cfg.ptq_bits, epochs=cfg.epochs - first,
-                                teacher=teacher, seed=run_seed + 1, ckpt_dir=ckpt("quant"),
+                                teacher=teacher, seed=run_seed + 1, **ckpt("quant"),
                                 desc=f"{method} (quantize)")
     accuracy = task.evaluate(model)
     names = [n for n, _ in prunable_layers(model)]
@@ -551,31 +519,30 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
 
 def cached_compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
                     device: str = "cpu", cache: ArtifactCache | None = None,
-                    ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+                    checkpoint: bool | None = None) -> dict[str, Any]:
     """``compress`` through the artifact cache (keyed by config, method, level, seed, code);
-    with ``ckpt_dir`` a killed run resumes from its last epoch."""
-    from lib.core import artifact_key, code_version
-
+    with ``checkpoint`` (default at full scale) a killed run resumes from its last epoch."""
     key = {"config": cfg, "method": method, "level": level, "seed": seed}
-    run_ckpt = None if ckpt_dir is None else (
-        Path(ckpt_dir) / artifact_key("prune-quant-run", key, code_version(*_code())))
-    return (cache or ArtifactCache()).get_or_create(
-        "prune-quant-run", key, lambda: compress(cfg, method, level, seed, device, run_ckpt),
-        code=_code())
+    checkpoint = cfg.dataset != "digits" if checkpoint is None else checkpoint
+
+    def build(ckpt_dir: Path, run_key: str) -> dict[str, Any]:
+        if not checkpoint:
+            return compress(cfg, method, level, seed, device)
+        return compress(cfg, method, level, seed, device, ckpt_dir, run_key)
+
+    return (cache or ArtifactCache()).get_or_train("prune-quant-run", key, build)
 
 
 def run(cfg: PruneQuantConfig, seed: int = 0, device: str = "cpu",
-        cache: ArtifactCache | None = None,
-        ckpt_dir: str | Path | None = None) -> dict[str, Any]:
+        cache: ArtifactCache | None = None) -> dict[str, Any]:
     """Every method at every budget (quantize-only at its bit-widths), cached per run."""
-    pretrained_dense(cfg, seed, device, cache, ckpt_dir)  # first, with its checkpoints
+    pretrained_dense(cfg, seed, device, cache)  # first, with its checkpoints
     runs = []
     for method in cfg.methods:
         levels = cfg.quantize_only_bits if method == "quantize-only" else cfg.budgets
         for level in levels:
-            runs.append(cached_compress(cfg, method, float(level), seed, device, cache,
-                                        ckpt_dir))
-    dense = pretrained_dense(cfg, seed, device, cache, ckpt_dir)
+            runs.append(cached_compress(cfg, method, float(level), seed, device, cache))
+    dense = pretrained_dense(cfg, seed, device, cache)
     return {"dense_accuracy": dense["accuracy"], "dense_train_seconds": dense["train_seconds"],
             "runs": runs}
 
@@ -598,3 +565,19 @@ def greedy_vs_exact_bits(distortion: torch.Tensor, nnz: list[int], candidate_bit
     greedy = multiple_choice_knapsack(costs, distortion.tolist(), budget)
     exact = allocate_bits(distortion, nnz, candidate_bits, budget, solver="exact")
     return [candidate_bits[i] for i in greedy], exact
+
+
+# --------------------------------------------------------------------------- claims
+#: What the scoreboard judges from this chapter's record (paired intervals the chapter
+#: records with ``Interval.as_metrics``; absent metrics read "not measured").
+CLAIMS = [
+    Claim.interval("prune_quant", "joint-vs-deep-compression",
+                   "Joint sparsity-quantization under a size budget is more accurate than "
+                   "Deep Compression (prune, fine-tune, k-means) at the same size",
+                   paper="836x ResNet-50 CIFAR-10 and 205x AlexNet ImageNet without accuracy "
+                         "loss, beyond sequential pipelines",
+                   prefix="acc_joint_vs_deep_compression", paper_effect=0.01,
+                   unit="accuracy difference", percent=True),
+]
+#: One process: the compression loop is not data-parallel.
+DATA_PARALLEL = False

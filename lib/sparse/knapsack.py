@@ -74,6 +74,7 @@ def greedy_prefix_masks(scores: Sequence[torch.Tensor], budget: float,
         key = s.to(torch.float32)
         if key.numel() and not float(key.min()) >= 0:  # also catches NaN
             raise ValueError("scores must be non-negative and not NaN (use |w| or w^2 / cost)")
+        key = key.abs()  # -0.0 (what a soft threshold leaves) has the sign bit set: make it +0
         # coarse, monotone bins from the float32 bit pattern (float32 rounding is monotone)
         b = key.view(torch.int32) >> _BIN_SHIFT
         bins.append(b)

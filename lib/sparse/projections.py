@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .knapsack import greedy_prefix_mask, greedy_prefix_masks
@@ -65,10 +66,24 @@ def hard_threshold(w: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.where(w * w > 2.0 * lam, w, torch.zeros_like(w))
 
 
-def soft_threshold(w: torch.Tensor, lam: float) -> torch.Tensor:
-    """``prox`` of ``lam |x|_1``: shrink every entry towards zero by ``lam``."""
-    lam = _check_lam(lam)
-    return torch.sign(w) * torch.clamp(w.abs() - lam, min=0.0)
+def soft_threshold(w, lam):
+    """``prox`` of ``lam |x|_1``: ``sign(w) max(|w| - lam, 0)``, elementwise.
+
+    The library's one soft threshold, for a torch tensor or a NumPy array ``w``; ``lam`` is a
+    number or a tensor/array broadcastable to ``w`` (per-entry thresholds), all ``>= 0``.
+    Entries shrunk to zero are ``+0.0`` (never ``-0.0``), so their magnitudes rank cleanly.
+    """
+    if isinstance(w, np.ndarray):
+        lam_a = np.asarray(lam, dtype=w.dtype if w.dtype.kind == "f" else np.float64)
+        if np.any(lam_a < 0) or np.any(np.isnan(lam_a)):
+            raise ValueError(f"lam must be >= 0, got {lam!r}")
+        return np.sign(w) * np.maximum(np.abs(w) - lam_a, 0.0) + 0.0
+    if isinstance(lam, torch.Tensor):
+        if bool((lam < 0).any()) or bool(torch.isnan(lam).any()):
+            raise ValueError("lam must be >= 0 everywhere")
+    else:
+        lam = _check_lam(lam)
+    return torch.sign(w) * torch.clamp(w.abs() - lam, min=0.0) + 0.0
 
 
 def _group_norms(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, list[int]]:

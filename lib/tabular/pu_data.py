@@ -58,6 +58,14 @@ class PUSplit:
 
 
 
+def covtype_home(data_home: str | Path | None = None) -> Path:
+    """scikit-learn's data home for covtype: ``data_home``, else ``<data root>/scikit_learn``
+    (``lib.core.paths.data_dir``), where ``data_scripts/fetch_covtype.py`` puts it."""
+    from lib.core.paths import data_dir
+
+    return Path(data_home).expanduser() if data_home else data_dir() / "scikit_learn"
+
+
 def load_tabular(name: str, *, positive_class: int | None = None,
                  data_home: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float64) and binary labels (1 = positive) of a table.
@@ -85,14 +93,14 @@ def load_tabular(name: str, *, positive_class: int | None = None,
         cover = 4 if positive_class is None else positive_class
         if cover not in range(1, 8):
             raise ValueError(f"covtype positive_class must be 1..7, got {cover!r}")
+        where = covtype_home(data_home)
         try:
-            bunch = datasets.fetch_covtype(data_home=data_home, download_if_missing=False)
+            bunch = datasets.fetch_covtype(data_home=str(where), download_if_missing=False)
         except OSError as err:
-            where = data_home or datasets.get_data_home()
             raise FileNotFoundError(
                 f"the covtype table is not under {where} ({err}); it is a download, used at "
-                f"full scale only: fetch it with `{FETCH_COVTYPE}`"
-                + (f" --data-home {data_home}" if data_home else "")) from err
+                f"full scale only: fetch it with `{FETCH_COVTYPE} --data-home {where}`"
+                ) from err
         return (np.asarray(bunch.data, dtype=np.float64),
                 (np.asarray(bunch.target) == cover).astype(np.int64))
     raise ValueError(f"unknown table {name!r}; valid tables are {', '.join(DATASETS)}")

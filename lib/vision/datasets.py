@@ -33,11 +33,11 @@ IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """``root``, else ``$BOOK_DATA_DIR``, else ``~/.cache/effml-book/data``."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("BOOK_DATA_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "effml-book" / "data"
+    """``root``, else the book's data root (``lib.core.paths.data_dir``: ``$BOOK_DATA_DIR``
+    or the user's data dir, never inside the artifact cache)."""
+    from lib.core.paths import data_dir
+
+    return data_dir(root)
 
 
 def _missing(name: str, root: Path, what: str) -> FileNotFoundError:

@@ -2,6 +2,7 @@
 
 An MLP classifies scikit-learn's bundled 8x8 digits. It is trained with ``train_loop``,
 checkpointed, killed with SIGKILL in a child process, resumed, and cached as an artifact.
+The kill harness lives here, beside the chapter that shows it, not in ``lib.core``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import ArtifactCache
-from .config import ScaleConfigs
-from .seeding import seed_everything
-from .train import IndexBatches, TrainResult, supervised_step, train_loop
+from lib.core.cache import ArtifactCache, run_key
+from lib.core.config import ScaleConfigs, config_dict
+from lib.core.seeding import seed_everything
+from lib.core.train import IndexBatches, TrainResult, supervised_step, train_loop
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
+def toy_run_key(config: ToyConfig, seed: int) -> str:
+    """The identity of a toy training run: its config, seed and code."""
+    return run_key("toy-mlp", {"config": config, "seed": seed}, code=[train_toy])
+
+
 def train_toy(config: ToyConfig, seed: int = 0, *, ckpt_dir: str | Path | None = None,
               stop_after: int | None = None, step_delay: float = 0.0,
               show_progress: bool | None = None) -> tuple[nn.Module, TrainResult]:
-    """Train the MLP; with ``ckpt_dir`` it checkpoints and resumes (``step_delay`` slows
-    each step so a test can kill the run mid-way)."""
+    """Train the MLP; with ``ckpt_dir`` it checkpoints and resumes its own run
+    (``toy_run_key``; ``step_delay`` slows each step so a test can kill the run mid-way)."""
     seed_everything(seed)
     data = digits_split(seed)
     model = make_mlp(config.hidden)
@@ -103,21 +109,16 @@ def train_toy(config: ToyConfig, seed: int = 0, *, ckpt_dir: str | Path | None =
 
     result = train_loop(step_fn, config.steps, state={"model": model, "opt": opt, "sched": sched},
                         ckpt_dir=ckpt_dir, ckpt_every=config.ckpt_every if ckpt_dir else 0,
+                        run_key=toy_run_key(config, seed) if ckpt_dir else None,
                         eval_fn=eval_fn, eval_every=config.eval_every, stop_after=stop_after,
                         desc="toy MLP", show_progress=show_progress)
     return model, result
 
 
-def _toy_code() -> list[Any]:
-    from . import train as train_module
-
-    return [sys.modules[__name__], train_module]
-
-
 def toy_is_cached(config: ToyConfig, seed: int = 0, cache: ArtifactCache | None = None) -> bool:
     """Whether ``trained_toy(config, seed)`` would load rather than train."""
     return (cache or ArtifactCache()).contains("toy-mlp", {"config": config, "seed": seed},
-                                               code=_toy_code())
+                                               code=[train_toy])
 
 
 def trained_toy(config: ToyConfig, seed: int = 0,
@@ -130,8 +131,7 @@ def trained_toy(config: ToyConfig, seed: int = 0,
                 "evals": result.evals, "train_seconds": result.wall_time_s}
 
     cache = cache or ArtifactCache()
-    return cache.get_or_create("toy-mlp", {"config": config, "seed": seed}, build,
-                               code=_toy_code())
+    return cache.get_or_create("toy-mlp", {"config": config, "seed": seed}, build)
 
 
 def kill_and_resume(config: ToyConfig, seed: int, ckpt_dir: str | Path, *, kill_at: int,
@@ -144,10 +144,10 @@ def kill_and_resume(config: ToyConfig, seed: int, ckpt_dir: str | Path, *, kill_
     the other core) and its output is returned under ``"reference"``.
     """
     ckpt_dir = Path(ckpt_dir)
-    from .checkpoint import CheckpointManager, CheckpointWarning
+    from lib.core.checkpoint import CheckpointManager, CheckpointWarning
 
     reference = _start_child(config, seed, reference_dir) if reference_dir else None
-    manager = CheckpointManager(ckpt_dir)
+    manager = CheckpointManager(ckpt_dir, run_key=toy_run_key(config, seed))
     child = _start_child(config, seed, ckpt_dir, step_delay=step_delay)
     deadline = time.monotonic() + timeout
     while not any(s >= kill_at for s in manager.complete_steps()):
@@ -173,8 +173,9 @@ def kill_and_resume(config: ToyConfig, seed: int, ckpt_dir: str | Path, *, kill_
 
 def _start_child(config: ToyConfig, seed: int, ckpt_dir: str | Path, *,
                  step_delay: float = 0.0) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "lib.core.toy", "--ckpt-dir", str(ckpt_dir), "--seed",
-           str(seed), "--config", json.dumps(config.__dict__), "--step-delay", str(step_delay)]
+    cmd = [sys.executable, "-m", "lib.papers.foundations.toy", "--ckpt-dir", str(ckpt_dir),
+           "--seed", str(seed), "--config", json.dumps(config_dict(config)),
+           "--step-delay", str(step_delay)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "BOOK_PROGRESS": "0"})
 
