@@ -28,6 +28,30 @@ def small_cnn(channels: tuple[int, int] = (16, 32), hidden: int = 64, image_size
         nn.Linear(hidden, n_classes))
 
 
+def lenet5_like(widths: tuple[int, int] = (16, 48), hidden: tuple[int, int] = (128, 96),
+                image_size: int = 28, in_channels: int = 1,
+                n_classes: int = 10) -> nn.Sequential:
+    """The compression chapters' shared network for the embedded synthetic digits:
+    conv 5x5 - ReLU - pool, conv 5x5 - ReLU - pool, three linear layers (LeNet-5's shape).
+
+    With the defaults on 28x28 inputs it has 131 k weights in five layers of very different
+    size and role (0.4 k, 19 k, 98 k, 12 k and 1 k), so a per-layer budget (sparsity, bits,
+    energy, channels) has something to allocate, and 1.6 M multiply-accumulates an image.
+    A plain ``nn.Sequential``: channel extraction and MAC counting apply directly.
+    """
+    if (image_size - 4) % 2 or ((image_size - 4) // 2 - 4) % 2 or image_size < 16:
+        raise ValueError(f"image_size {image_size}: need (s - 4) / 2 - 4 even and >= 2 "
+                         f"(28 and 32 work)")
+    c1, c2 = widths
+    h1, h2 = hidden
+    side = ((image_size - 4) // 2 - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(c2 * side * side, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
+        nn.Linear(h2, n_classes))
+
+
 def lenet5() -> nn.Sequential:
     """Caffe's LeNet-5 for 28x28 MNIST: conv 20 5x5, pool, conv 50 5x5, pool, fc 500, fc 10
     (431 k weights)."""
@@ -126,7 +150,8 @@ def alexnet(n_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
     return tv_alexnet(weights=None, num_classes=n_classes, dropout=dropout)
 
 
-MODELS = {"small_cnn": small_cnn, "lenet5": lenet5, "resnet20": resnet20,
+MODELS = {"small_cnn": small_cnn, "lenet5": lenet5, "lenet5_like": lenet5_like,
+          "resnet20": resnet20,
           "resnet50": resnet50_cifar, "alexnet": alexnet}
 
 
