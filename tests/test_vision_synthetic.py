@@ -77,3 +77,19 @@ def test_trainer_learns_and_correct_is_per_item():
     assert after.shape == (200,) and set(after.unique().tolist()) <= {0.0, 1.0}
     assert float(after.mean()) > before + 0.3, "150 SGD steps must learn the digits"
     assert [e["step"] for e in result.evals] == [50, 100, 150]
+
+
+def test_trained_classifier_is_cached_and_keyed(tmp_path):
+    from lib.core import ArtifactCache
+    from lib.vision.classify import trained_classifier, trained_classifier_key
+
+    cache = ArtifactCache(tmp_path)
+    data_cfg = SyntheticDigitsConfig(n_train=200, n_dev=20, n_test=50)
+    recipe = ClassifierTraining(steps=20)
+    a = trained_classifier("lenet5_like", {}, data_cfg, recipe, 0, cache)
+    b = trained_classifier("lenet5_like", {}, data_cfg, recipe, 0, cache)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    key = trained_classifier_key("lenet5_like", {}, data_cfg, recipe, 0, cache)
+    assert cache.path("dense-classifier", key).exists()
+    assert key != trained_classifier_key("lenet5_like", {}, data_cfg, recipe, 1, cache)
+    assert 0.0 <= a["test_accuracy"] <= 1.0

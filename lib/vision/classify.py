@@ -102,3 +102,48 @@ def train_classifier(model: nn.Module, data: dict[str, torch.Tensor], cfg: Class
 def state_of(model: nn.Module) -> dict[str, Any]:
     """A CPU copy of ``model``'s state dict (for artifacts)."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def trained_classifier(model: str, model_kwargs: dict[str, Any], data_cfg: Any,
+                       train_cfg: ClassifierTraining, seed: int = 0, cache=None
+                       ) -> dict[str, Any]:
+    """A dense classifier ``build_model(model, **model_kwargs)`` trained on the synthetic
+    digits of ``data_cfg`` (drawn with ``seed``) from init ``seed``, cached: every chapter
+    asking for the same model, data, recipe and seed gets the same artifact.
+
+    Returns ``{"state_dict", "test_accuracy", "dev_accuracy", "history", "evals",
+    "train_seconds"}``.
+    """
+    from lib.core import ArtifactCache, seed_everything
+
+    from .models import build_model
+    from .synthetic import cached_synthetic_digits
+
+    cache = cache or ArtifactCache()
+    config = {"model": model, "model_kwargs": model_kwargs, "data": data_cfg,
+              "train": train_cfg, "seed": seed}
+
+    def build(ckpt_dir: Path, run_key: str) -> dict[str, Any]:
+        data = cached_synthetic_digits(data_cfg, seed, cache)
+        seed_everything(seed)
+        net = build_model(model, **model_kwargs)
+        result = train_classifier(net, data, train_cfg, seed, ckpt_dir=ckpt_dir,
+                                  run_key=run_key, desc=f"dense {model}")
+        return {"state_dict": state_of(net), "history": result.history,
+                "evals": result.evals, "train_seconds": result.wall_time_s,
+                "test_accuracy": accuracy(net, data["x_test"], data["y_test"]),
+                "dev_accuracy": accuracy(net, data["x_dev"], data["y_dev"])
+                if len(data["y_dev"]) else float("nan")}
+
+    return cache.get_or_train("dense-classifier", config, build)
+
+
+def trained_classifier_key(model: str, model_kwargs: dict[str, Any], data_cfg: Any,
+                           train_cfg: ClassifierTraining, seed: int = 0, cache=None) -> str:
+    """The artifact key of ``trained_classifier`` (for ``depends_on`` of models built on it)."""
+    from lib.core import ArtifactCache
+
+    config = {"model": model, "model_kwargs": model_kwargs, "data": data_cfg,
+              "train": train_cfg, "seed": seed}
+    return (cache or ArtifactCache()).key("dense-classifier", config,
+                                          code=[trained_classifier])
