@@ -5,9 +5,14 @@ PY     := $(VENV)/bin/python
 SCALE  ?= tutorial
 CHAPTER ?=
 
-.PHONY: venv book test unit lint smoke-book lab reproduce clean
+.PHONY: venv book test test-full unit lint smoke-book lab reproduce reproduce-all clean \
+	check-python
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+check-python:  ## the pinned torch wheels exist for CPython 3.11 (and the code needs >= 3.11)
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else 1)' || \
+	  { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '(not found)'); the book needs Python >= 3.11 (3.11 for the pinned torch wheels). Run: make PYTHON=python3.11 ..." >&2; exit 1; }
+
+$(VENV)/.installed: requirements.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt -e .
@@ -29,11 +34,18 @@ test: venv  ## lint, unit tests, every chapter at smoke scale, the book at smoke
 	@t=$$(date +%s); $(PY) -m lib.book --scale smoke --no-network || exit 1; \
 	  echo "[test] book build at smoke scale (warnings as errors): $$(( $$(date +%s) - t )) s"
 
+test-full: export OMP_NUM_THREADS ?= 1
+test-full: venv  ## every chapter's full configuration end to end on fixture data (dry runs)
+	$(PY) -m pytest -m fullscale tests/test_fullscale.py
+
 lab: venv  ## JupyterLab on the chapters
 	$(VENV)/bin/jupyter lab chapters/
 
 reproduce: venv  ## one chapter: make reproduce CHAPTER=foundations SCALE=full
 	$(PY) -m lib.reproduce $(CHAPTER) --scale $(SCALE)
+
+reproduce-all: venv  ## every chapter at $(SCALE), a summary table at the end
+	$(PY) -m lib.reproduce --all --scale $(SCALE)
 
 clean:  ## executed notebooks, rendered book, results (the artifact cache is kept)
 	rm -rf _build results

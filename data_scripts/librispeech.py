@@ -1,23 +1,29 @@
 """Download LibriSpeech from openslr.org, verify each archive, extract it.
 
-    python data_scripts/librispeech.py --root data --splits train-clean-100 dev-other
+    python data_scripts/librispeech.py [--root DIR] --splits train-clean-100 dev-other
 
-gives ``data/LibriSpeech/<split>/<speaker>/<chapter>/*.flac`` + ``*.trans.txt``, the layout
-``lib.asr.librispeech`` reads. Each archive is checked against openslr's published MD5
-(https://www.openslr.org/resources/12/md5sum.txt) and torchaudio's SHA-256 before it is
-extracted; a mismatch deletes the download and fails. ``--splits 960h`` fetches the three
-training splits, ``--splits all`` everything. Archives already present and verified are not
-downloaded again.
+gives ``DIR/LibriSpeech/<split>/<speaker>/<chapter>/*.flac`` + ``*.trans.txt``, the layout
+``lib.asr.librispeech`` reads. ``DIR`` defaults to the book's data root
+(``$BOOK_DATA_DIR``, else the user's data dir: ``lib.core.paths.data_dir``), the folder
+the speech chapters read at full scale. Each archive is checked against openslr's
+published MD5 (https://www.openslr.org/resources/12/md5sum.txt) and torchaudio's SHA-256
+before it is extracted; a mismatch keeps the download aside as ``.corrupt`` and fails. An
+interrupted download resumes where it stopped when the command is run again.
+``--splits 960h`` fetches the three training splits, ``eval`` the dev and test splits,
+``all`` everything.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib.core.download import ChecksumError, fetch_file  # noqa: E402
+from lib.core.paths import data_dir  # noqa: E402
 
 BASE_URL = "https://www.openslr.org/resources/12"
 
@@ -42,45 +48,8 @@ GROUPS = {"960h": ("train-clean-100", "train-clean-360", "train-other-500"),
           "eval": ("dev-clean", "dev-other", "test-clean", "test-other"),
           "all": tuple(CHECKSUMS)}
 
-
-class ChecksumError(ValueError):
-    """A downloaded archive does not match its published checksum."""
-
-
-def file_digests(path: Path, chunk: int = 1 << 22) -> tuple[str, str]:
-    """``(md5, sha256)`` hex digests of a file, read once."""
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            md5.update(block)
-            sha.update(block)
-    return md5.hexdigest(), sha.hexdigest()
-
-
-def verify_archive(path: Path, split: str) -> None:
-    """Raise ``ChecksumError`` unless ``path`` has the published MD5 and SHA-256 of ``split``."""
-    if split not in CHECKSUMS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(CHECKSUMS)}")
-    md5, sha = file_digests(path)
-    want_md5, want_sha = CHECKSUMS[split]
-    if (md5, sha) != (want_md5, want_sha):
-        raise ChecksumError(f"{path}: md5 {md5} / sha256 {sha[:16]}... do not match the "
-                            f"published md5 {want_md5} / sha256 {want_sha[:16]}...")
-
-
-def download(url: str, dest: Path) -> None:
-    """Stream ``url`` to ``dest`` through a temporary file (no partial file left behind)."""
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    with urllib.request.urlopen(url) as response, open(tmp, "wb") as out:
-        total = int(response.headers.get("Content-Length", 0))
-        done = 0
-        while block := response.read(1 << 22):
-            out.write(block)
-            done += len(block)
-            if total:
-                print(f"\r{dest.name}: {100 * done / total:5.1f}%", end="", file=sys.stderr)
-    print(file=sys.stderr)
-    tmp.replace(dest)
+__all__ = ["BASE_URL", "CHECKSUMS", "ChecksumError", "GROUPS", "expand_splits", "fetch",
+           "safe_extract"]
 
 
 def safe_extract(archive: Path, root: Path) -> None:
@@ -94,29 +63,22 @@ def safe_extract(archive: Path, root: Path) -> None:
         tar.extractall(root, filter="data")
 
 
-def fetch(root: Path, split: str, keep_archive: bool = False) -> Path:
-    """Download, verify and extract one split; returns ``root/LibriSpeech/<split>``."""
+def fetch(root: Path, split: str, keep_archive: bool = False,
+          base_url: str = BASE_URL) -> Path:
+    """Download (resuming), verify and extract one split; returns ``root/LibriSpeech/<split>``."""
+    if split not in CHECKSUMS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(CHECKSUMS)}")
     root.mkdir(parents=True, exist_ok=True)
     target = root / "LibriSpeech" / split
     marker = target / ".verified"
     if marker.exists():
         print(f"{split}: already extracted and verified", file=sys.stderr)
         return target
-    archive = root / f"{split}.tar.gz"
-    if archive.exists():
-        try:
-            verify_archive(archive, split)
-        except ChecksumError:
-            archive.unlink()
-    if not archive.exists():
-        download(f"{BASE_URL}/{split}.tar.gz", archive)
-        try:
-            verify_archive(archive, split)
-        except ChecksumError:
-            archive.unlink()
-            raise
+    md5, sha256 = CHECKSUMS[split]
+    archive = fetch_file(f"{base_url}/{split}.tar.gz", root / f"{split}.tar.gz", md5=md5,
+                         sha256=sha256)
     safe_extract(archive, root)
-    marker.write_text(f"md5 {CHECKSUMS[split][0]}\n")
+    marker.write_text(f"md5 {md5}\n")
     if not keep_archive:
         archive.unlink()
     return target
@@ -134,16 +96,24 @@ def expand_splits(names: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="data", help="folder that will hold LibriSpeech/")
+    parser.add_argument("--root", default=None,
+                        help="folder that will hold LibriSpeech/ (default: the book's data root)")
     parser.add_argument("--splits", nargs="+", default=["960h", "eval"],
                         help="splits, or groups 960h / eval / all")
     parser.add_argument("--keep-archives", action="store_true")
+    parser.add_argument("--base-url", default=BASE_URL, help="a mirror of openslr's resource 12")
     args = parser.parse_args(argv)
-    for split in expand_splits(args.splits):
-        print(fetch(Path(args.root), split, args.keep_archives))
+    root = data_dir(args.root)
+    try:
+        for split in expand_splits(args.splits):
+            print(fetch(root, split, args.keep_archives, args.base_url))
+    except (ChecksumError, ValueError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

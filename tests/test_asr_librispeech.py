@@ -77,20 +77,18 @@ def test_tokenizers_round_trip_and_put_blank_last(tmp_path):
         ch.encode("café")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("librispeech_script",
-                                                  REPO / "data_scripts" / "librispeech.py")
+def _load_script(name: str = "librispeech"):
+    spec = importlib.util.spec_from_file_location(f"{name}_script",
+                                                  REPO / "data_scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_fetch_script_verifies_checksums_and_extracts_safely(tmp_path, monkeypatch):
+def test_fetch_script_downloads_resumes_verifies_and_extracts_safely(tmp_path, monkeypatch):
+    from tests.fixtures.http import Handler, serve
+
     script = _load_script()
-    assert set(script.CHECKSUMS) == {"dev-clean", "dev-other", "test-clean", "test-other",
-                                     "train-clean-100", "train-clean-360", "train-other-500"}
-    assert script.CHECKSUMS["test-other"][0] == "fb5a50374b501bb3bac4815ee91d3135"
-    # a tar.gz of the fixture tree, "published" with its own digests
     src = tmp_path / "src"
     write_fixture(src)
     archive = tmp_path / "dev-other.tar.gz"
@@ -99,17 +97,23 @@ def test_fetch_script_verifies_checksums_and_extracts_safely(tmp_path, monkeypat
     data = archive.read_bytes()
     digests = (hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
     monkeypatch.setitem(script.CHECKSUMS, "dev-other", digests)
-    monkeypatch.setattr(script, "download",
-                        lambda url, dest: dest.write_bytes(data))
-    out = script.fetch(tmp_path / "data", "dev-other")
-    assert out == tmp_path / "data/LibriSpeech/dev-other"
-    assert len(read_manifest(tmp_path / "data", "dev-other")) == 6
-    # a corrupted download is refused and removed
-    monkeypatch.setattr(script, "download",
-                        lambda url, dest: dest.write_bytes(data[:-10] + b"0" * 10))
-    with pytest.raises(script.ChecksumError):
-        script.fetch(tmp_path / "other", "dev-other")
-    assert not (tmp_path / "other/dev-other.tar.gz").exists()
+    with serve({"/dev-other.tar.gz": data, "/bad/dev-other.tar.gz": data[:-10] + b"0" * 10}
+               ) as url:
+        Handler.cut_after = len(data) // 2  # the first attempt is cut off half way
+        assert script.main(["--root", str(tmp_path / "data"), "--splits", "dev-other",
+                            "--base-url", url]) == 1
+        assert (tmp_path / "data" / "dev-other.tar.gz.part").stat().st_size == len(data) // 2
+        assert script.main(["--root", str(tmp_path / "data"), "--splits", "dev-other",
+                            "--base-url", url]) == 0
+        assert Handler.ranges_seen[-1] == f"bytes={len(data) // 2}-", "resumed, not restarted"
+        assert len(read_manifest(tmp_path / "data", "dev-other")) == 6
+        # a corrupted download is refused: never extracted, kept aside, a clear error
+        with pytest.raises(script.ChecksumError, match="does not match the published"):
+            script.fetch(tmp_path / "other", "dev-other", base_url=f"{url}/bad")
+        assert not (tmp_path / "other/LibriSpeech").exists()
+        assert (tmp_path / "other/dev-other.tar.gz.corrupt").exists()
+    monkeypatch.setenv("BOOK_DATA_DIR", str(tmp_path / "data"))
+    assert script.main(["--splits", "dev-other"]) == 0, "the default root is the data root"
     # a member escaping the root is refused
     evil = tmp_path / "evil.tar.gz"
     with tarfile.open(evil, "w:gz") as tar:
@@ -121,3 +125,15 @@ def test_fetch_script_verifies_checksums_and_extracts_safely(tmp_path, monkeypat
     assert script.expand_splits(["960h", "dev-other"])[-1] == "dev-other"
     with pytest.raises(ValueError, match="unknown split"):
         script.expand_splits(["train-clean-1000"])
+
+
+def test_missing_split_names_the_command_that_fills_the_path_the_chapter_reads(tmp_path,
+                                                                              monkeypatch):
+    from lib.asr.recipes import load_data
+    from lib.asr.scales import DENSE_RECIPES
+
+    monkeypatch.setenv("BOOK_DATA_DIR", str(tmp_path / "books-data"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_data(DENSE_RECIPES["full"])
+    message = str(err.value)
+    assert f"--root {tmp_path / 'books-data'}" in message and "librispeech.py" in message

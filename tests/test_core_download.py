@@ -1,55 +1,20 @@
 """Downloads resume and verify, against a local HTTP server on 127.0.0.1."""
 
 import hashlib
-import http.server
-import threading
 
 import pytest
 
 from lib.core.download import ChecksumError, fetch_file
+from tests.fixtures.http import Handler as _Handler
+from tests.fixtures.http import serve
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    cut_after: int | None = None      # send only this many bytes once, then hang up
-    ranges_seen: list[str | None] = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = self.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        rng = self.headers.get("Range")
-        type(self).ranges_seen.append(rng)
-        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-        if start >= len(data):
-            self.send_response(416)
-            self.end_headers()
-            return
-        body = data[start:]
-        self.send_response(206 if rng else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if type(self).cut_after is not None:
-            body = body[: type(self).cut_after]
-            type(self).cut_after = None
-        self.wfile.write(body)
-
-
 @pytest.fixture()
 def server():
-    _Handler.files = {"/data.bin": PAYLOAD, "/other.bin": b"x" * 1000}
-    _Handler.cut_after, _Handler.ranges_seen = None, []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve({"/data.bin": PAYLOAD, "/other.bin": b"x" * 1000}) as url:
+        yield url
 
 
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
