@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 SCALE  ?= tutorial
 CHAPTER ?=
 
-.PHONY: venv book test test-full unit lint smoke-book lab reproduce reproduce-all clean \
-	check-python
+.PHONY: venv book test test-full test-browser browser-deps unit lint smoke-book lab reproduce \
+	reproduce-all clean check-python
 
 check-python:  ## the pinned torch wheels exist for CPython 3.11 (and the code needs >= 3.11)
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else 1)' || \
@@ -26,20 +26,29 @@ book: venv  ## execute every chapter at $(SCALE) (default tutorial) and render _
 
 # The tests' models are tiny: one intra-op thread avoids OpenMP contention on 2 cores.
 test: export OMP_NUM_THREADS ?= 1
-test: venv  ## lint, unit tests, every chapter at smoke scale, the book at smoke scale
+test: venv browser-deps  ## lint, unit tests, chapters at smoke scale and full-scale dry runs, the book in a browser
 	@t=$$(date +%s); $(VENV)/bin/ruff check lib tests data_scripts || exit 1; \
 	  echo "[test] lint: $$(( $$(date +%s) - t )) s"
-	@t=$$(date +%s); $(PY) -m pytest --durations=15 || exit 1; \
-	  echo "[test] pytest (unit + chapters at smoke scale): $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); $(PY) -m pytest --durations=25 || exit 1; \
+	  echo "[test] pytest (unit, chapters at smoke scale, full-scale dry runs, browser): $$(( $$(date +%s) - t )) s"
+	@$(MAKE) --no-print-directory test-browser
+
+test-browser: export OMP_NUM_THREADS ?= 1
+test-browser: venv browser-deps  ## the book built at smoke scale, every page opened in headless Chromium
 	@t=$$(date +%s); $(PY) -m lib.book --scale smoke --no-network || exit 1; \
 	  echo "[test] book build at smoke scale (warnings as errors): $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); $(PY) -m lib.bookcheck _build/html --screenshots _build/screenshots || exit 1; \
+	  echo "[test] every page in Chromium, desktop and phone width: $$(( $$(date +%s) - t )) s"
+
+browser-deps:  ## Debian's chromium + chromedriver for the browser test (apt-get as root)
+	@bash scripts/ensure-chromium.sh
 
 test-full: export OMP_NUM_THREADS ?= 1
 test-full: venv  ## every chapter's full configuration end to end on fixture data (dry runs)
 	$(PY) -m pytest -m fullscale tests/test_fullscale.py
 
 lab: venv  ## JupyterLab on the chapters
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab chapters/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 reproduce: venv  ## one chapter: make reproduce CHAPTER=foundations SCALE=full
 	$(PY) -m lib.reproduce $(CHAPTER) --scale $(SCALE)

@@ -17,18 +17,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import yaml
 
 from lib.core import paths
 from lib.core.config import SCALES
 from lib.core.netguard import NETNS_ENV, isolated_command
-from lib.reproduce import ChapterFailed, chapters_in_toc, run_chapter
+from lib.reproduce import (
+    ChapterFailed,
+    chapters_in_toc,
+    is_data_parallel,
+    parameter_defaults,
+    run_chapter,
+)
+
+REPOSITORY_ENV = "BOOK_REPOSITORY_URL"
 
 SKIP = {"_build", ".git", ".venv", "results", "chapters", ".pytest_cache", ".ruff_cache",
         "_config.yml", "_toc.yml"}
@@ -56,7 +67,59 @@ def _prune_toc(node, keep: set[str]):
     return node
 
 
-def stage(src: Path, executed: dict[str, Path], only: set[str] | None) -> None:
+def reproduce_box(chapter: str, nb: nbformat.NotebookNode,
+                  record: dict[str, Any] | None = None) -> str:
+    """The "Reproduce this chapter" box: the exact command at each scale, its knobs, and
+    how this page was made."""
+    defaults = parameter_defaults(nb)
+    knobs = ", ".join(f"`{k}` ({v!r})" for k, v in defaults.items() if k != "scale")
+    gpus = (" --gpus N" if is_data_parallel(chapter) else "")
+    setup = " -p setup=<setup>" if "setup" in defaults else ""
+    lines = [
+        ":::{admonition} Reproduce this chapter",
+        ":class: tip",
+        "",
+        "```bash",
+        f"python -m lib.reproduce {chapter} --scale smoke      # seconds: what CI runs",
+        f"python -m lib.reproduce {chapter} --scale tutorial   # what this page shows",
+        f"python -m lib.reproduce {chapter} --scale full{gpus}{setup}   # the paper's setup",
+        "```",
+        "",
+        f"Parameters (`-p name=value`): {knobs}. "
+        + ("Full scale trains data-parallel on `--gpus N` workers. " if gpus else
+           "Full scale runs on one device. ")
+        + "Or open the notebook in JupyterLab (`make lab`) and set `scale` in its first cell.",
+    ]
+    if record is not None:
+        lines += ["", f"This page was executed at scale `{record['scale']}` in "
+                      f"{record.get('notebook_wall_time_s', record['wall_time_s']):.0f} s "
+                      f"(commit `{str(record.get('git_commit', ''))[:10]}`)."]
+    lines.append(":::")
+    return "\n".join(lines)
+
+
+_CITE = re.compile(r"\{cite:[pt]\}`")
+
+
+def prepare_for_book(nb: nbformat.NotebookNode, chapter: str,
+                     record: dict[str, Any] | None = None) -> nbformat.NotebookNode:
+    """What the rendered chapter shows beyond the executed notebook: papermill's injected
+    parameters hidden, and at the end the reproduce box and the chapter's own references."""
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        "(reproduce-" + chapter.replace("_", "-") + ")=\n## Reproduce this chapter\n\n"
+        + reproduce_box(chapter, nb, record)))
+    if any(_CITE.search(c.source) for c in nb.cells if c.cell_type == "markdown"):
+        nb.cells.append(nbformat.v4.new_markdown_cell(
+            "## References\n\n```{bibliography}\n:filter: docname in docnames\n```"))
+    return nb
+
+
+def stage(src: Path, executed: dict[str, Path], only: set[str] | None,
+          records: dict[str, dict[str, Any]] | None = None) -> None:
     """Mirror the repository into ``src`` with executed notebooks in ``chapters/``."""
     if src.exists():
         shutil.rmtree(src)
@@ -68,10 +131,17 @@ def stage(src: Path, executed: dict[str, Path], only: set[str] | None) -> None:
     for entry in (root / "chapters").iterdir():
         if entry.suffix != ".ipynb" and entry.name != ".ipynb_checkpoints":
             (src / "chapters" / entry.name).symlink_to(entry)
-    for name, nb in executed.items():
-        shutil.copy(nb, src / "chapters" / f"{name}.ipynb")
+    for name, path in executed.items():
+        nb = prepare_for_book(nbformat.read(path, as_version=4), name,
+                              (records or {}).get(name))
+        nbformat.write(nb, src / "chapters" / f"{name}.ipynb")
     config = yaml.safe_load((root / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed above
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if url:  # the repository is a setting: its buttons show only when it is given
+        config.setdefault("repository", {})["url"] = url
+        config.setdefault("html", {}).update(use_repository_button=True,
+                                             use_issues_button=True)
     (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     if only is not None:
@@ -92,21 +162,25 @@ def build(scale: str = "tutorial", only: list[str] | None = None, out: Path | No
     exec_dir = build_dir / "executed" / scale
     timings: dict[str, float] = {}
     executed: dict[str, Path] = {}
+    records: dict[str, dict[str, Any]] = {}
     os.environ.setdefault("BOOK_PROGRESS", "0")  # progress bars do not belong in the book
     for name in names:
         start = time.perf_counter()
         print(f"[book] executing {name} at scale {scale} ...", flush=True)
-        run_chapter(name, scale, out_dir=paths.results_dir(),
-                    output_path=exec_dir / f"{name}.ipynb", block_network=block_network)
+        records[name] = run_chapter(name, scale, out_dir=paths.results_dir(),
+                                    output_path=exec_dir / f"{name}.ipynb",
+                                    block_network=block_network)
         timings[name] = time.perf_counter() - start
         executed[name] = exec_dir / f"{name}.ipynb"
         print(f"[book]   {name}: {timings[name]:.1f} s", flush=True)
     src = build_dir / "src"
-    stage(src, executed, set(names) if only else None)
+    stage(src, executed, set(names) if only else None, records)
     start = time.perf_counter()
+    # warnings are errors, except for --only builds: their other pages' links dangle
+    strict = ["--warningiserror", "--nitpick"] if not only else []
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output",
            str(build_dir.parent if build_dir.name == "_build" else build_dir),
-           "--builder", "html", "--warningiserror", "--nitpick", "--keep-going"]
+           "--builder", "html", *strict, "--keep-going"]
     proc = subprocess.run(cmd, text=True, capture_output=True)
     timings["render"] = time.perf_counter() - start
     sys.stdout.write(proc.stdout[-6000:])

@@ -66,7 +66,8 @@ class Claim:
         """The judgement, or "not measured" when the record lacks a metric of the claim."""
         missing = [m for m in self.metrics if metrics.get(m) is None]
         if missing:
-            return Judgement(f"not measured (the record lacks {', '.join(missing)})",
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            return Judgement(f"not measured (the record lacks {missing[0]}{more})",
                              NOT_MEASURED)
         return self.judge(metrics)
 

@@ -1,0 +1,36 @@
+"""The book's own Sphinx extension: small repairs of what Jupyter Book 1.x renders.
+
+* Jupyter Book 1.x fires ``env-before-read-docs`` twice, so sphinx-thebe and
+  sphinx-togglebutton add their inline scripts twice; the second ``const THEBE_JS_URL``
+  is a JavaScript error on every page. Scripts with the same source or body are kept once.
+* pydata-sphinx-theme logs an error when the reader has never chosen a colour mode
+  ("Got invalid theme mode"): the book says light unless the reader chooses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _dedupe_scripts(app, pagename: str, templatename: str, context: dict[str, Any],
+                    doctree) -> None:
+    if not context.get("default_mode"):  # pydata's layout reads it; book-theme leaves it ""
+        context["default_mode"] = "light"
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, kept = set(), []
+    for script in scripts:
+        # the same script comes back with filename None the first time and "" the second
+        key = (getattr(script, "filename", str(script)) or "",
+               tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    context["script_files"] = kept
+
+
+def setup(app) -> dict[str, Any]:
+    # early: a later listener may return a template name, which ends the event
+    app.connect("html-page-context", _dedupe_scripts, priority=100)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
