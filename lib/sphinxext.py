@@ -3,6 +3,8 @@
 * Jupyter Book 1.x fires ``env-before-read-docs`` twice, so sphinx-thebe and
   sphinx-togglebutton add their inline scripts twice; the second ``const THEBE_JS_URL``
   is a JavaScript error on every page. Scripts with the same source or body are kept once.
+* Sphinx loads MathJax only on pages where it recorded equations while reading; executed
+  notebooks lost that record in incremental builds (their math showed as raw TeX).
 * pydata-sphinx-theme logs an error when the reader has never chosen a colour mode
   ("Got invalid theme mode"): the book says light unless the reader chooses.
 """
@@ -27,10 +29,13 @@ def _dedupe_scripts(app, pagename: str, templatename: str, context: dict[str, An
         if key not in seen:
             seen.add(key)
             kept.append(script)
-    context["script_files"] = kept
+    scripts[:] = kept  # in place: later listeners (MathJax) append to this very list
 
 
 def setup(app) -> dict[str, Any]:
+    # MathJax on every page: Sphinx adds it only to pages where it recorded equations while
+    # reading, and an incremental build loses that record for executed notebooks
+    app.set_html_assets_policy("always")
     # early: a later listener may return a template name, which ends the event
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
