@@ -6,6 +6,11 @@ fixed thread count, CUDA synchronisation on GPUs); each measurement is a block o
 ``number`` forward passes, repeated, and summarised by the median and the interquartile
 range over blocks, which a busy machine's outliers do not move much.
 
+``clock="cpu"`` times the calling thread's CPU time (``time.thread_time``) instead of the
+wall clock: on a machine shared with other processes, wall time includes their time
+slices, the CPU time of a single-threaded forward pass does not (on a quiet machine the two
+agree). It needs a CPU input and ``threads=1``, where every op runs on the calling thread.
+
 ``measure_interleaved`` times several networks in rounds (every network once per round, in
 a fresh seeded order), so that a burst of load from other processes hits all of them alike:
 comparing methods on a shared machine needs that.
@@ -52,6 +57,7 @@ class LatencyStats:
     batch_size: int
     threads: int
     device: str
+    clock: str = "wall"
 
     @property
     def relative_spread(self) -> float:
@@ -63,16 +69,22 @@ class LatencyStats:
                 "relative_spread": self.relative_spread}
 
 
-def _summary(blocks: list[float], number: int, batch: int, threads: int, device: str
-             ) -> LatencyStats:
+CLOCKS = ("wall", "cpu")
+
+
+def _summary(blocks: list[float], number: int, batch: int, threads: int, device: str,
+             clock: str = "wall") -> LatencyStats:
     q = statistics.quantiles(blocks, n=4, method="inclusive") if len(blocks) > 1 else [
         blocks[0]] * 3
     return LatencyStats(median_s=float(statistics.median(blocks)), iqr_s=float(q[2] - q[0]),
                         mean_s=float(statistics.fmean(blocks)), blocks=tuple(blocks),
-                        number=number, batch_size=batch, threads=threads, device=device)
+                        number=number, batch_size=batch, threads=threads, device=device,
+                        clock=clock)
 
 
-def _timer(model: nn.Module, x: torch.Tensor, threads: int):
+def _timer(model: nn.Module, x: torch.Tensor, threads: int, clock: str = "wall"):
+    import time
+
     from torch.utils import benchmark
 
     def forward() -> None:
@@ -80,11 +92,18 @@ def _timer(model: nn.Module, x: torch.Tensor, threads: int):
             model(x)
 
     # benchmark.Timer synchronises CUDA around each block and fixes the thread count
-    return benchmark.Timer("forward()", globals={"forward": forward}, num_threads=threads)
+    extra = {"timer": time.thread_time} if clock == "cpu" else {}
+    return benchmark.Timer("forward()", globals={"forward": forward}, num_threads=threads,
+                           **extra)
 
 
 def _check(model: nn.Module, example_input: torch.Tensor, repeats: int, number: int,
-           warmup: int, threads: int) -> None:
+           warmup: int, threads: int, clock: str = "wall") -> None:
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    if clock == "cpu" and (example_input.device.type != "cpu" or threads != 1):
+        raise ValueError("clock='cpu' times the calling thread: it needs a CPU input and "
+                         f"threads=1 (got {example_input.device}, threads={threads})")
     if repeats < 1 or number < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need repeats >= 1, number >= 1, warmup >= 0, threads >= 1; got "
                          f"{repeats}, {number}, {warmup}, {threads}")
@@ -96,29 +115,32 @@ def _check(model: nn.Module, example_input: torch.Tensor, repeats: int, number: 
 
 
 def measure_latency(model: nn.Module, example_input: torch.Tensor, *, repeats: int = 7,
-                    number: int = 5, warmup: int = 3, threads: int = 1) -> LatencyStats:
+                    number: int = 5, warmup: int = 3, threads: int = 1,
+                    clock: str = "wall") -> LatencyStats:
     """Latency of ``model(example_input)`` in eval mode on the input's device.
 
     ``warmup`` passes first (allocator, oneDNN/cuDNN kernel choice), then ``repeats`` blocks
-    of ``number`` passes each; ``threads`` intra-op threads (fixed: latency depends on it).
+    of ``number`` passes each; ``threads`` intra-op threads (fixed: latency depends on it);
+    ``clock`` ``"wall"`` or ``"cpu"`` (see the module docstring).
     """
-    _check(model, example_input, repeats, number, warmup, threads)
+    _check(model, example_input, repeats, number, warmup, threads, clock)
     was_training = model.training
     model.eval()
     try:
-        timer = _timer(model, example_input, threads)
+        timer = _timer(model, example_input, threads, clock)
         if warmup:
             timer.timeit(warmup)
         blocks = [timer.timeit(number).mean for _ in range(repeats)]
     finally:
         model.train(was_training)
-    return _summary(blocks, number, len(example_input), threads, str(example_input.device))
+    return _summary(blocks, number, len(example_input), threads, str(example_input.device),
+                    clock)
 
 
 def measure_interleaved(models: Mapping[str, nn.Module], example_input: torch.Tensor, *,
                         rounds: int = 7, number: int = 5, warmup: int = 3, threads: int = 1,
-                        seed: int = 0, inputs: Mapping[str, torch.Tensor] | None = None
-                        ) -> dict[str, LatencyStats]:
+                        seed: int = 0, inputs: Mapping[str, torch.Tensor] | None = None,
+                        clock: str = "wall") -> dict[str, LatencyStats]:
     """Latency of several networks measured in ``rounds`` interleaved rounds.
 
     Each round times one block of ``number`` passes of every network, in an order shuffled
@@ -131,10 +153,10 @@ def measure_interleaved(models: Mapping[str, nn.Module], example_input: torch.Te
     timers, states = {}, {}
     for name, model in models.items():
         x = inputs.get(name, example_input)
-        _check(model, x, rounds, number, warmup, threads)
+        _check(model, x, rounds, number, warmup, threads, clock)
         states[name] = model.training
         model.eval()
-        timers[name] = _timer(model, x, threads)
+        timers[name] = _timer(model, x, threads, clock)
     blocks: dict[str, list[float]] = {name: [] for name in models}
     rng = random.Random(seed)
     try:
@@ -151,7 +173,8 @@ def measure_interleaved(models: Mapping[str, nn.Module], example_input: torch.Te
             model.train(states[name])
     return {name: _summary(blocks[name], number,
                            len(inputs.get(name, example_input)), threads,
-                           str(inputs.get(name, example_input).device)) for name in models}
+                           str(inputs.get(name, example_input).device), clock)
+            for name in models}
 
 
 # --------------------------------------------------------------------------- energy

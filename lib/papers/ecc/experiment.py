@@ -54,7 +54,7 @@ from lib.sparse.input_channels import (
 )
 
 from .method import ECCKnobs, cosine_lr, distill_loss, ecc_compress, hold_widths
-from .task import Task, latency_samples, make_task
+from .task import Task, latency_samples, make_task, timing
 
 METHODS = ("ecc", "netadapt", "uniform")
 CONTROLS = ("first-layer", "ecc-projection")
@@ -100,6 +100,8 @@ class ECCConfig:
     number: int                     # forward passes per timed block
     warmup: int
     threads: int                    # intra-op threads while timing (fixed)
+    clock: str                      # "wall" latency, or "cpu": the timing thread's CPU time
+                                    # (one thread on a shared CPU: see lib.energy.measure)
     check_rounds: int               # rounds of the in-run budget checks
     test_fraction: float            # held-out share of the latency samples
     workers: int                    # data-loading processes (full scale)
@@ -123,7 +125,7 @@ _TUTORIAL = ECCConfig(
     methods=METHODS, controls=CONTROLS, control_budget=0.5, netadapt_decay=0.85,
     netadapt_longterm=0.5, holdout=1000, eval_every=50, latency_batch=64,
     latency_samples=150, latency_group=6, sample_seed=0, rounds=5, number=3, warmup=2,
-    threads=1, check_rounds=3, test_fraction=0.2, workers=0, data_root="")
+    threads=1, clock="cpu", check_rounds=3, test_fraction=0.2, workers=0, data_root="")
 
 CONFIGS = ScaleConfigs(
     smoke=with_knobs(_TUTORIAL, n_train=600, n_dev=100, n_test=200, dense_steps=60, steps=30,
@@ -136,7 +138,7 @@ CONFIGS = ScaleConfigs(
         dense_lr=0.1, batch_size=128, steps=100_000, lr=1e-3, weight_decay=1e-4,
         budgets=(0.7, 0.5, 0.3), seeds=(0,), controls=(), holdout=10_000, eval_every=5000,
         latency_batch=128, latency_samples=2000, latency_group=10, rounds=7, number=10,
-        warmup=10, threads=8, check_rounds=5, workers=8),
+        warmup=10, threads=8, clock="wall", check_rounds=5, workers=8),
 )
 
 #: The paper's full-scale setups (``setup_config("full", name)``).
@@ -211,8 +213,8 @@ def ratio_measurer(task: Task, dense: nn.Module, cfg: ECCConfig, seed: int):
         small = extract_input_pruned(model, task.example_input)
         counter["n"] += 1
         stats = measure_interleaved({"dense": dense, "net": small}, task.latency_input,
-                                    rounds=cfg.check_rounds, number=cfg.number,
-                                    warmup=cfg.warmup, threads=cfg.threads,
+                                    **timing(cfg, cfg.check_rounds), threads=cfg.threads,
+                                    clock=cfg.clock,
                                     seed=derive_seed(seed, "check", counter["n"]))
         return stats["net"].median_s / stats["dense"].median_s
 
@@ -461,9 +463,8 @@ def measure_all(cfg: ECCConfig, runs: list[dict[str, Any]], task: Task,
     nets = {"dense": dense_network(task, dev)}
     for i, r in enumerate(runs):
         nets[f"run{i}"] = extracted(r, task, dev)
-    stats = measure_interleaved(nets, task.latency_input, rounds=cfg.rounds,
-                                number=cfg.number, warmup=cfg.warmup, threads=cfg.threads,
-                                seed=derive_seed(cfg.sample_seed, "final"))
+    stats = measure_interleaved(nets, task.latency_input, **timing(cfg), threads=cfg.threads,
+                                clock=cfg.clock, seed=derive_seed(cfg.sample_seed, "final"))
     ref = stats["dense"].median_s
     return {"dense": stats["dense"].as_dict(),
             "ratio": [stats[f"run{i}"].median_s / ref for i in range(len(runs))],

@@ -234,7 +234,8 @@ def make_task(cfg: Any, seed: int, device: torch.device,
 # --------------------------------------------------------------------------- samples
 def measure_width_samples(family: WidthFamily, widths: np.ndarray, latency_input: torch.Tensor,
                           *, group: int, rounds: int, number: int, warmup: int, threads: int,
-                          seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
+                          clock: str = "wall", seed: int = 0, progress: bool | None = None
+                          ) -> dict[str, Any]:
     """Latency of each width vector, relative to the dense network measured interleaved
     with it (groups of ``group`` variants plus the dense one), so a shared machine's slow
     phases cancel in the ratio. Returns ratios, absolute medians and spreads."""
@@ -249,7 +250,7 @@ def measure_width_samples(family: WidthFamily, widths: np.ndarray, latency_input
         nets = {"dense": dense, **{f"v{i}": family.build(w).to(device)
                                    for i, w in enumerate(chunk)}}
         stats = measure_interleaved(nets, latency_input, rounds=rounds, number=number,
-                                    warmup=warmup, threads=threads, seed=seed + g)
+                                    warmup=warmup, threads=threads, clock=clock, seed=seed + g)
         ref = stats["dense"].median_s
         dense_medians.append(ref)
         for i in range(len(chunk)):
@@ -259,6 +260,16 @@ def measure_width_samples(family: WidthFamily, widths: np.ndarray, latency_input
             spreads.append(st.relative_spread)
     return {"widths": np.asarray(widths).tolist(), "ratio": ratios, "median_s": medians,
             "relative_spread": spreads, "dense_median_s": dense_medians}
+
+
+def timing(cfg: Any, rounds: int | None = None) -> dict[str, int]:
+    """Rounds, passes per block and warm-up passes of a measurement; a dry run (step limit)
+    times at most two rounds of ``limit_steps`` passes."""
+    rounds = cfg.rounds if rounds is None else rounds
+    if step_limit() is None:
+        return {"rounds": rounds, "number": cfg.number, "warmup": cfg.warmup}
+    return {"rounds": min(rounds, 2), "number": limit_steps(cfg.number),
+            "warmup": limit_steps(cfg.warmup)}
 
 
 def latency_samples(cfg: Any, family: WidthFamily, latency_input: torch.Tensor,
@@ -273,14 +284,14 @@ def latency_samples(cfg: Any, family: WidthFamily, latency_input: torch.Tensor,
     config = {"family": family.name, "upper": family.upper, "n": n,
               "batch": int(latency_input.shape[0]), "group": cfg.latency_group,
               "rounds": cfg.rounds, "number": cfg.number, "warmup": cfg.warmup,
-              "threads": cfg.threads, "platform": platform_id(device), "seed": cfg.sample_seed}
+              "threads": cfg.threads, "clock": cfg.clock, "platform": platform_id(device),
+              "seed": cfg.sample_seed}
 
     def build() -> dict[str, Any]:
         rng = np.random.default_rng(cfg.sample_seed)
         widths = random_widths(family.upper, n, rng)
-        rounds = cfg.rounds if step_limit() is None else min(cfg.rounds, 2)
         return measure_width_samples(family, widths, latency_input, group=cfg.latency_group,
-                                     rounds=rounds, number=cfg.number, warmup=cfg.warmup,
-                                     threads=cfg.threads, seed=cfg.sample_seed)
+                                     **timing(cfg), threads=cfg.threads, clock=cfg.clock,
+                                     seed=cfg.sample_seed)
 
     return (cache or ArtifactCache()).get_or_create("ecc-latency-samples", config, build)
