@@ -171,3 +171,17 @@ def test_features_of_the_planted_model_match_the_tiny_network():
     family, net, x, _ = _tiny()
     assert network_widths(net, x[:2]) == list(UPPER)
     assert bilinear_features(np.array(UPPER), UPPER).tolist() == [[1.0] * 5]
+
+
+def test_mac_model_counts_depthwise_work_exactly_on_mobilenet():
+    from lib.energy import layer_costs, random_widths, total_macs
+    from lib.energy.bilinear import cost_features
+    from lib.papers.ecc.task import width_family
+
+    family = width_family("mobilenet_v1", 1000)
+    layer_macs, width_macs = ex.mac_constants(family)
+    widths = random_widths(family.upper, 2, np.random.default_rng(0))
+    feats = cost_features("macs", widths, family.upper, layer_macs, width_macs)[:, 0]
+    x1 = torch.zeros(1, *family.input_shape)
+    for w, f in zip(widths, feats, strict=True):
+        assert total_macs(layer_costs(family.build(w), x1)) == pytest.approx(f, rel=1e-12)

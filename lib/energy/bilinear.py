@@ -15,7 +15,9 @@ knowledge. Two simpler models are fitted on the same data for comparison:
 
 * ``linear``: ``b_0 + sum_j b_j s_j / u_j`` over the free widths (linear in each width);
 * ``macs``: ``b_0 + b_1 MACs(s)``: the multiply-accumulate count, one coefficient for all
-  layers (``MACs(s) = sum_j M_j (s_{j-1}/u_{j-1})(s_j/u_j)``, ``M_j`` the dense layer's MACs).
+  layers (``MACs(s) = sum_j M_j (s_{j-1}/u_{j-1})(s_j/u_j) + sum_j D_j s_j / u_j``, ``M_j``
+  the dense layer's MACs, ``D_j`` those of layers whose work follows one width alone, such
+  as MobileNet's depthwise convolutions).
 
 A width vector holds all ``L + 1`` widths, the network's input channels and outputs
 included (those are fixed; only the hidden ones are compressed). Fits use
@@ -88,6 +90,7 @@ class CostModel:
     coef: tuple[float, ...]
     intercept: float
     layer_macs: tuple[float, ...] | None = None  # M_j, for kind "macs"
+    width_macs: tuple[float, ...] | None = None  # D_j (one per width), for kind "macs"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -97,7 +100,7 @@ class CostModel:
             raise ValueError("a 'macs' model needs layer_macs: one MAC count per layer")
 
     def features(self, widths) -> np.ndarray:
-        return cost_features(self.kind, widths, self.upper, self.layer_macs)
+        return cost_features(self.kind, widths, self.upper, self.layer_macs, self.width_macs)
 
     def predict(self, widths) -> np.ndarray:
         """Predicted cost of each width vector (shape ``(n,)``)."""
@@ -117,7 +120,11 @@ class CostModel:
             feats = x[:-1] * x[1:]
             if self.kind == "macs":
                 feats = (feats * torch.as_tensor(self.layer_macs, dtype=s.dtype,
-                                                 device=s.device)).sum().reshape(1)
+                                                 device=s.device)).sum()
+                if self.width_macs is not None:
+                    feats = feats + (x * torch.as_tensor(self.width_macs, dtype=s.dtype,
+                                                         device=s.device)).sum()
+                feats = feats.reshape(1)
         return self.intercept + (feats * coef).sum()
 
     def as_dict(self) -> dict:
@@ -125,7 +132,8 @@ class CostModel:
 
 
 def cost_features(kind: str, widths, upper: Sequence[int],
-                  layer_macs: Sequence[float] | None = None) -> np.ndarray:
+                  layer_macs: Sequence[float] | None = None,
+                  width_macs: Sequence[float] | None = None) -> np.ndarray:
     """The design matrix (no intercept column) of a cost model."""
     if kind == "bilinear":
         return bilinear_features(widths, upper)
@@ -135,19 +143,25 @@ def cost_features(kind: str, widths, upper: Sequence[int],
     if kind == "macs":
         if layer_macs is None or len(layer_macs) != len(upper) - 1:
             raise ValueError("the 'macs' model needs layer_macs: one MAC count per layer")
-        return bilinear_features(widths, upper) @ np.asarray(layer_macs, dtype=np.float64)[
-            :, None]
+        macs = bilinear_features(widths, upper) @ np.asarray(layer_macs, dtype=np.float64)
+        if width_macs is not None:
+            if len(width_macs) != len(upper):
+                raise ValueError("width_macs needs one MAC count per width (L + 1)")
+            macs = macs + (_widths(widths, upper) / _upper(upper)) @ np.asarray(
+                width_macs, dtype=np.float64)
+        return macs[:, None]
     raise ValueError(f"unknown cost model {kind!r}; valid: {', '.join(KINDS)}")
 
 
 def fit_cost_model(kind: str, widths, costs, upper: Sequence[int], *,
-                   layer_macs: Sequence[float] | None = None, ridge: float = 0.0) -> CostModel:
+                   layer_macs: Sequence[float] | None = None,
+                   width_macs: Sequence[float] | None = None, ridge: float = 0.0) -> CostModel:
     """Least-squares fit of ``costs ~ intercept + coef . features(widths)``.
 
     ``ridge > 0`` solves ``(X^T X + ridge I) w = X^T y`` instead (intercept included, as the
     official code's regularised normal equations).
     """
-    feats = cost_features(kind, widths, upper, layer_macs)
+    feats = cost_features(kind, widths, upper, layer_macs, width_macs)
     y = np.asarray(costs, dtype=np.float64).reshape(-1)
     if len(y) != len(feats):
         raise ValueError(f"{len(y)} costs for {len(feats)} width vectors")
@@ -164,7 +178,8 @@ def fit_cost_model(kind: str, widths, costs, upper: Sequence[int], *,
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     return CostModel(kind, tuple(int(v) for v in upper), tuple(float(v) for v in w[1:]),
                      float(w[0]),
-                     None if layer_macs is None else tuple(float(m) for m in layer_macs))
+                     None if layer_macs is None else tuple(float(m) for m in layer_macs),
+                     None if width_macs is None else tuple(float(m) for m in width_macs))
 
 
 def relative_errors(model: CostModel, widths, costs) -> np.ndarray:
@@ -183,7 +198,8 @@ def holdout_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def compare_cost_models(widths, costs, upper: Sequence[int], *,
-                        layer_macs: Sequence[float] | None = None, test_fraction: float = 0.2,
+                        layer_macs: Sequence[float] | None = None,
+                        width_macs: Sequence[float] | None = None, test_fraction: float = 0.2,
                         seed: int = 0, kinds: Sequence[str] = KINDS) -> dict:
     """Fit each model on a training split, score it on the held-out rest.
 
@@ -197,6 +213,7 @@ def compare_cost_models(widths, costs, upper: Sequence[int], *,
     for kind in kinds:
         if kind == "macs" and layer_macs is None:
             continue
-        models[kind] = fit_cost_model(kind, w[train], y[train], upper, layer_macs=layer_macs)
+        models[kind] = fit_cost_model(kind, w[train], y[train], upper, layer_macs=layer_macs,
+                                      width_macs=width_macs)
         errors[kind] = relative_errors(models[kind], w[test], y[test])
     return {"models": models, "errors": errors, "train": train, "test": test}

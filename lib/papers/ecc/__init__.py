@@ -11,6 +11,7 @@ from .experiment import (
     METHODS,
     PAPER,
     SETUPS,
+    TUNING,
     ECCConfig,
     cached_compress,
     comparison,
@@ -29,6 +30,6 @@ from .method import ECCKnobs, ECCState, ecc_compress, ecc_step
 DATA_PARALLEL = False
 
 __all__ = ["CLAIMS", "CONFIGS", "CONTROLS", "DATA_PARALLEL", "METHODS", "PAPER", "SETUPS",
-           "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison", "compress",
+           "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison", "compress",
            "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval", "measure_all",
            "method", "metrics_of", "run", "setup_config", "task"]
