@@ -30,6 +30,6 @@ from .method import ECCKnobs, ECCState, ecc_compress, ecc_step
 DATA_PARALLEL = False
 
 __all__ = ["CLAIMS", "CONFIGS", "CONTROLS", "DATA_PARALLEL", "METHODS", "PAPER", "SETUPS",
-           "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison", "compress",
-           "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval", "measure_all",
+           "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison",
+           "compress", "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval", "measure_all",
            "method", "metrics_of", "run", "setup_config", "task"]
