@@ -31,5 +31,5 @@ DATA_PARALLEL = False
 
 __all__ = ["CLAIMS", "CONFIGS", "CONTROLS", "DATA_PARALLEL", "METHODS", "PAPER", "SETUPS",
            "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison",
-           "compress", "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval", "measure_all",
-           "method", "metrics_of", "run", "setup_config", "task"]
+           "compress", "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval",
+           "measure_all", "method", "metrics_of", "run", "setup_config", "task"]
