@@ -185,3 +185,31 @@ def test_mac_model_counts_depthwise_work_exactly_on_mobilenet():
     x1 = torch.zeros(1, *family.input_shape)
     for w, f in zip(widths, feats, strict=True):
         assert total_macs(layer_costs(family.build(w), x1)) == pytest.approx(f, rel=1e-12)
+
+
+def test_the_record_carries_every_claims_metrics():
+    cfg = ecc.CONFIGS["tutorial"]
+    rng = np.random.default_rng(0)
+    runs, ratios = [], []
+    for s in cfg.seeds:
+        for b in cfg.budgets:
+            for meth in cfg.methods:
+                p = {"ecc": 0.95, "netadapt": 0.93, "uniform": 0.9}[meth]
+                c = torch.from_numpy((rng.random(400) < p).astype(np.uint8))
+                runs.append({"method": meth, "budget": b, "seed": s, "correct": c,
+                             "accuracy": float(c.double().mean()), "widths": [1, 2, 3, 4]})
+                ratios.append(b * 0.95)
+    table = ex.comparison(cfg, runs, {"ratio": ratios})
+    assert all(row["met_budget"] for row in table["rows"])
+    iv = table["intervals"]["acc_ecc_vs_uniform_30"]
+    a = np.stack([r["correct"].numpy() for r in runs if r["method"] == "ecc" and r["budget"] == 0.3])
+    b = np.stack([r["correct"].numpy() for r in runs
+                  if r["method"] == "uniform" and r["budget"] == 0.3])
+    assert iv.estimate == pytest.approx(a.mean() - b.mean()) and iv.n_seeds == 3
+    err = {"bilinear": np.full(10, 0.05), "linear": np.full(10, 0.1), "macs": np.full(10, 0.2)}
+    out = {"fit": {"comparison": {"errors": err}}, "table": table,
+           "measured": {"dense": {"median_s": 0.01, "relative_spread": 0.05}}}
+    metrics = ex.metrics_of(out)
+    for claim in ecc.CLAIMS:
+        assert claim.evaluate(metrics).verdict != "not measured", claim.id
+    assert ecc.CLAIMS[-1].evaluate(metrics).verdict == "reproduced"  # 5 points less error
