@@ -53,7 +53,14 @@ from lib.sparse.input_channels import (
     zero_input_channels,
 )
 
-from .method import ECCKnobs, cosine_lr, distill_loss, ecc_compress, hold_widths
+from .method import (
+    ECCKnobs,
+    clip_gradients,
+    cosine_lr,
+    distill_loss,
+    ecc_compress,
+    hold_widths,
+)
 from .task import Task, latency_samples, make_task, timing
 
 METHODS = ("ecc", "netadapt", "uniform")
@@ -79,6 +86,7 @@ class ECCConfig:
     momentum: float
     weight_decay: float
     distill: float                  # distillation weight (official 0.5), every method
+    grad_clip: float                # gradient-norm clip of every method's training steps
     s_lr: float                     # ECC [pslr]
     s_grad_clip: float              # ECC [psgrad_clip]
     rho_y: float                    # ECC [rho_y]
@@ -120,9 +128,9 @@ class ECCConfig:
 _TUTORIAL = ECCConfig(
     model="lenet5_like", model_kwargs=(), dataset="synthetic_digits", n_train=20000,
     n_dev=2000, n_test=5000, dense_steps=3000, dense_lr=0.05, pretrained="", batch_size=64,
-    steps=500, lr=0.01, momentum=0.9, weight_decay=5e-4, distill=0.5, s_lr=3.0,
-    s_grad_clip=1.0, rho_y=10.0, rho_z=10.0, budgets=(0.7, 0.5, 0.3), seeds=(0, 1, 2),
-    methods=METHODS, controls=CONTROLS, control_budget=0.5, netadapt_decay=0.85,
+    steps=500, lr=0.01, momentum=0.9, weight_decay=5e-4, distill=0.5, grad_clip=5.0,
+    s_lr=3.0, s_grad_clip=1.0, rho_y=10.0, rho_z=10.0, budgets=(0.7, 0.5, 0.3), seeds=(0, 1, 2),
+    methods=METHODS, controls=("first-layer",), control_budget=0.5, netadapt_decay=0.85,
     netadapt_longterm=0.5, holdout=1000, eval_every=50, latency_batch=64,
     latency_samples=150, latency_group=6, sample_seed=0, rounds=5, number=3, warmup=2,
     threads=1, clock="cpu", check_rounds=3, test_fraction=0.2, workers=0, data_root="")
@@ -177,7 +185,8 @@ def setup_config(scale: str, setup: str = "default", **knobs: Any) -> ECCConfig:
 
 def knobs_of(cfg: ECCConfig) -> ECCKnobs:
     return ECCKnobs(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                    distill=cfg.distill, s_lr=cfg.s_lr, s_grad_clip=cfg.s_grad_clip,
+                    distill=cfg.distill, grad_clip=cfg.grad_clip, s_lr=cfg.s_lr,
+                    s_grad_clip=cfg.s_grad_clip,
                     rho_y=cfg.rho_y, rho_z=cfg.rho_z)
 
 
@@ -282,6 +291,7 @@ def finetune(model: nn.Module, teacher: nn.Module, task: Task, boundaries, keep,
         opt.zero_grad(set_to_none=True)
         loss = distill_loss(model, teacher, x, y, cfg.distill)
         loss.backward()
+        clip_gradients(model, cfg.grad_clip)
         opt.step()
         hold_widths(model, boundaries, keep)
         return {"loss": float(loss.detach())}

@@ -75,6 +75,9 @@ class ECCKnobs:
     rho_y: float = 10.0         # [rho_y]
     rho_z: float = 10.0         # [rho_z], on the cost normalised by the dense cost
     tolerance: float = 0.0      # the measured cost may exceed B by this fraction
+    grad_clip: float = 5.0      # gradient-norm clip of every training step (our reading:
+                                # without it, distilling logits into a freshly cut network
+                                # can diverge at this lr)
     prox: str = "augmented"     # the paper's prox; "projection": keep floor(s_j), y = 0
                                 # (the ablation without feedback from the loss to s)
 
@@ -94,6 +97,12 @@ def distill_loss(model: nn.Module, teacher: nn.Module | None, x: torch.Tensor,
     with torch.no_grad():
         target = teacher(x)
     return distill * F.mse_loss(out, target) + (1.0 - distill) * ce
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Clip the gradient norm (``max_norm <= 0``: no clipping)."""
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
 class ECCState:
@@ -162,6 +171,7 @@ def w_step(model: nn.Module, teacher: nn.Module | None, opt: torch.optim.Optimiz
     opt.zero_grad(set_to_none=True)
     loss = distill_loss(model, teacher, x, y, state.knobs.distill)
     loss.backward()
+    clip_gradients(model, state.knobs.grad_clip)
     opt.step()
     w_step_prox(model, boundaries, state, opt.param_groups[0]["lr"])
     return float(loss.detach())
@@ -304,6 +314,7 @@ def ecc_compress(model: nn.Module, teacher: nn.Module | None,
         opt.zero_grad(set_to_none=True)
         loss = distill_loss(model, teacher, x, y, knobs.distill)
         loss.backward()
+        clip_gradients(model, knobs.grad_clip)
         opt.step()
         hold_widths(model, boundaries, state.keep)
         return {"loss": float(loss.detach())}
