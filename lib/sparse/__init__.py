@@ -1,7 +1,19 @@
 """Sparsity: masks as parametrizations, magnitude and structured pruning, schedules,
-projections onto sparsity sets, knapsack selection, channel extraction."""
+projections onto sparsity sets, knapsack selection, channel extraction (by output channels,
+and by input channels with the group l0 prox of ECC)."""
 
 from .extract import attach_channel_mask, extract_channel_pruned
+from .input_channels import (
+    WidthBoundary,
+    extract_input_pruned,
+    group_l0_prox_keep,
+    input_channel_norms,
+    kept_input_widths,
+    network_widths,
+    strongest_channels,
+    width_boundaries,
+    zero_input_channels,
+)
 from .knapsack import greedy_prefix_mask, greedy_prefix_masks, knapsack_exact, knapsack_greedy
 from .masks import (
     Mask,
@@ -36,4 +48,7 @@ __all__ = [
     "group_topk_projection", "hard_threshold", "knapsack_exact", "knapsack_greedy",
     "magnitude_mask", "nested_magnitude_masks", "nm_mask", "prunable_layers", "soft_threshold",
     "sparsity_of", "topk_projection", "weighted_sparse_masks", "weighted_sparse_projection",
+    "WidthBoundary", "extract_input_pruned", "group_l0_prox_keep", "input_channel_norms",
+    "kept_input_widths", "network_widths", "strongest_channels", "width_boundaries",
+    "zero_input_channels",
 ]
