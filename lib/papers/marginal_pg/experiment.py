@@ -1,0 +1,750 @@
+"""The marginal_pg chapter's experiments: configs, bandits, Platform2D, classic control, tables.
+
+1. **One-step bandits** (Monte Carlo against the exact theory of ``theory.py``): the
+   variance ratio of the marginal and the standard estimator, with the reward *not centred*
+   and *centred* by the exact baseline ``E[q]``, over ``sigma / |mu|`` and ``d``, for a goal at
+   60 degrees from the mean, one orthogonal to it and one along it; CAPG over the policy
+   mean.
+2. **Platform2D with A2C**: APG, the same Gaussian policy with the standard estimator, a 1-D
+   Gaussian on the angle, and a positive control (the standard estimator on 1.5x the samples
+   per update: a variance reduction of 2/3 by construction, the ratio the centred bandit
+   predicts at d = 2). Learning rates are tuned per method and optimizer on development seeds
+   (the grid is in the config); returns are compared on other seeds, paired over seeds and
+   evaluation episodes (common random numbers). The gradient variance of both estimators is
+   probed along training, with the critic's advantages and with advantages centred per state.
+3. **Full scale only**: CAPG against the standard estimator on a gymnasium classic-control
+   task with clipped actions.
+
+The paper's King of Glory experiment runs on a proprietary game and cannot be reproduced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator
+from lib.core.claims import Claim
+from lib.core.stats import Interval, bootstrap_interval, paired_bootstrap
+from lib.rl import (
+    A2CSettings,
+    DirectionalHead,
+    PlatformGeometry,
+    evaluate_policy,
+    make_platform_vector_env,
+    platform_transition,
+    tanh_mlp,
+    train_a2c,
+)
+
+from . import theory
+from .method import (
+    CONTROL_METHODS,
+    PLATFORM_METHODS,
+    centre_per_state,
+    clipped_estimators,
+    control_head,
+    directional_estimators,
+    estimator_gradient_variance,
+    platform_head,
+)
+
+CHAPTER = "marginal_pg"
+#: The positive control: the standard estimator on ``control_batch`` times the samples.
+POSITIVE_CONTROL = "Gaussian, 1.5x batch"
+ALL_PLATFORM_METHODS = (*PLATFORM_METHODS, POSITIVE_CONTROL)
+#: Seeds of the learning-rate tuning runs start here (disjoint from the evaluation seeds).
+DEV_SEED_OFFSET = 10_000
+
+
+@dataclass(frozen=True)
+class MarginalPGConfig:
+    """Knobs of the chapter (bandits, Platform2D, classic control)."""
+
+    # one-step bandits: Monte Carlo seeds x samples, resampled in groups ("items")
+    bandit_seeds: int
+    bandit_samples: int
+    bandit_items: int
+    bandit_dims: tuple[int, ...]
+    bandit_sigmas: tuple[float, ...]  # sigma / |mu|
+    goal_angles: tuple[float, ...]  # degrees between the goal and the policy mean
+    clip_locs: tuple[float, ...]
+    clip_sigma: float
+    # Platform2D geometry (Our reading: the paper prints none of these but the platform)
+    half_width: float
+    step_size: float
+    goal_radius: float
+    max_episode_steps: int
+    # policies
+    sigma: float  # the fixed sigma of the bivariate policy (APG and Gaussian)
+    angle_sigma: float  # the fixed sigma of the 1-D angle policy (radians)
+    # A2C
+    seeds: int
+    dev_seeds: int
+    n_envs: int
+    n_steps: int
+    updates: int
+    gamma: float
+    hidden: tuple[int, ...]
+    value_coef: float
+    optimizers: tuple[str, ...]  # "sgd" (the public code's) and/or "adam"
+    lr_grid_sgd: tuple[float, ...]
+    lr_grid_adam: tuple[float, ...]
+    max_grad_norm: float  # 0: no clipping (the public code clips nothing)
+    clip_mode: str  # "joint" or "separate" (when max_grad_norm > 0)
+    control_batch: float  # the positive control's batch, in multiples of n_envs
+    # evaluation and the gradient-variance probe along training
+    eval_points: int
+    eval_episodes: int
+    variance_states: int
+    variance_rollout: int
+    variance_actions: int
+    curve_bins: int
+    # clipped actions on classic control (0 updates: skipped)
+    control_env: str
+    control_updates: int
+    control_seeds: int
+    control_n_envs: int
+    control_sigma: float
+    control_reward_scale: float
+    control_gamma: float  # Our reading: Pendulum is usually trained with a short horizon
+    control_optimizer: str
+    control_lr: float
+
+
+_COMMON = dict(bandit_dims=(2, 3, 5), goal_angles=(0.0, 60.0, 90.0), clip_sigma=1.0,
+               half_width=1.5, gamma=0.99, value_coef=0.5, optimizers=("sgd", "adam"),
+               lr_grid_sgd=(0.01, 0.03, 0.1, 0.3), lr_grid_adam=(1e-4, 3e-4, 1e-3, 3e-3),
+               max_grad_norm=0.0, clip_mode="joint", control_batch=1.5,
+               control_env="Pendulum-v1", control_sigma=0.5, control_reward_scale=0.1,
+               control_gamma=0.9, control_optimizer="adam", control_lr=1e-3)
+
+CONFIGS = ScaleConfigs(
+    smoke=MarginalPGConfig(
+        bandit_seeds=3, bandit_samples=2_000, bandit_items=20, bandit_sigmas=(0.05, 1.0),
+        clip_locs=(-1.0, 0.0), step_size=0.1, goal_radius=0.1, max_episode_steps=100,
+        sigma=0.3, angle_sigma=0.3, seeds=2, dev_seeds=1, n_envs=8, n_steps=5, updates=30,
+        hidden=(16, 16), eval_points=2, eval_episodes=8, variance_states=4,
+        variance_rollout=4, variance_actions=16, curve_bins=6, control_updates=0,
+        control_seeds=0, control_n_envs=4, **{**_COMMON, "lr_grid_sgd": (0.1,),
+                                               "lr_grid_adam": (1e-3,)}),
+    tutorial=MarginalPGConfig(
+        bandit_seeds=5, bandit_samples=20_000, bandit_items=100,
+        bandit_sigmas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+        clip_locs=(-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+        step_size=0.1, goal_radius=0.1, max_episode_steps=1000, sigma=0.3, angle_sigma=0.3,
+        seeds=5, dev_seeds=3, n_envs=16, n_steps=5, updates=600, hidden=(32, 32),
+        eval_points=6, eval_episodes=32, variance_states=16, variance_rollout=16,
+        variance_actions=64, curve_bins=16, control_updates=0, control_seeds=0,
+        control_n_envs=8, **_COMMON),
+    full=MarginalPGConfig(
+        bandit_seeds=10, bandit_samples=200_000, bandit_items=200,
+        bandit_sigmas=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+        clip_locs=tuple(np.round(np.linspace(-2.5, 2.5, 21), 2).tolist()),
+        step_size=0.01, goal_radius=0.01, max_episode_steps=10_000, sigma=0.3,
+        angle_sigma=0.3, seeds=10, dev_seeds=3, n_envs=32, n_steps=10, updates=5_000,
+        hidden=(32, 32), eval_points=20, eval_episodes=64, variance_states=32,
+        variance_rollout=64, variance_actions=256, curve_bins=40, control_updates=8_000,
+        control_seeds=5, control_n_envs=16, **_COMMON),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment 1: one-step bandits, Monte Carlo beside the exact theory
+# --------------------------------------------------------------------------------------------
+
+def _grouped(x: torch.Tensor, items: int) -> np.ndarray:
+    """Sums over ``items`` equal groups of consecutive samples (the bootstrap's units)."""
+    n = x.shape[0] - x.shape[0] % items
+    return x[:n].reshape(items, -1).sum(1).numpy()
+
+
+def _interval_row(standard: list[np.ndarray], marginal: list[np.ndarray]) -> dict[str, float]:
+    """The ratio of summed squared deviations, marginal over standard, over seeds x items."""
+    iv = bootstrap_interval(np.stack(marginal), denominators=np.stack(standard))
+    return {"ratio": iv.estimate, "lo": iv.lo, "hi": iv.hi}
+
+
+def _z_max(estimates: list[torch.Tensor], truth: np.ndarray) -> float:
+    """Largest |z| of an estimator's pooled mean against the exact gradient."""
+    g = torch.cat(estimates)
+    se = (g.var(0) / len(g)).sqrt().numpy()
+    diff = np.abs(g.mean(0).numpy()[: len(truth)] - truth)
+    return float(np.max(diff / np.maximum(se[: len(truth)], 1e-300)))
+
+
+def directional_case(cfg: MarginalPGConfig, d: int, sigma: float, goal_deg: float,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """Both baselines of one bandit case: Monte Carlo ratio with its interval, exact ratio,
+    concentrated limit, and both estimators' bias against the exact gradient (|z|)."""
+    beta = math.radians(goal_deg)
+    exact = {b: theory.directional_moments(d, sigma, beta, b) for b in theory.BASELINES}
+    loc = torch.zeros(d, dtype=torch.float64)
+    loc[0] = 1.0
+    goal = torch.zeros(d, dtype=torch.float64)
+    goal[0], goal[1] = math.cos(beta), math.sin(beta)
+    acc = {b: {"s": [], "m": [], "gs": [], "gm": []} for b in theory.BASELINES}
+    for s in range(cfg.bandit_seeds):
+        gen = make_generator(derive_seed(seed, "directional", d, sigma, goal_deg, s))
+        a = loc + sigma * torch.randn(cfg.bandit_samples, d, generator=gen, dtype=torch.float64)
+        q = (a / a.norm(dim=-1, keepdim=True) * goal).sum(-1)
+        for b in theory.BASELINES:
+            base = exact[b]["mean_reward"] if b == "exact" else 0.0
+            g_s, g_m = directional_estimators(a, loc, sigma, q - base)
+            for key, g in (("s", g_s), ("m", g_m)):
+                acc[b][key].append(_grouped((g - g.mean(0)).pow(2).sum(-1), cfg.bandit_items))
+            acc[b]["gs"].append(g_s)
+            acc[b]["gm"].append(g_m)
+    rows = []
+    for b in theory.BASELINES:
+        truth = np.array(exact[b]["gradient"])
+        rows.append({"d": d, "sigma": sigma, "goal": goal_deg, "baseline": b,
+                     **_interval_row(acc[b]["s"], acc[b]["m"]), "exact": exact[b]["ratio"],
+                     "limit": theory.concentrated_ratio(d, goal_deg, b == "exact"),
+                     "z_standard": _z_max(acc[b]["gs"], truth),
+                     "z_marginal": _z_max(acc[b]["gm"], truth)})
+    return rows
+
+
+def clipped_case(cfg: MarginalPGConfig, loc: float, seed: int = 0, low: float = -1.0,
+                 high: float = 1.0, target: float = 0.8) -> list[dict[str, Any]]:
+    """CAPG against the standard estimator at one policy mean, both baselines."""
+    exact = {b: theory.clipped_moments(loc, cfg.clip_sigma, low, high, target, b)
+             for b in theory.BASELINES}
+    acc = {b: {"s": [], "m": [], "gs": [], "gm": []} for b in theory.BASELINES}
+    for s in range(cfg.bandit_seeds):
+        gen = make_generator(derive_seed(seed, "clipped", loc, cfg.clip_sigma, s))
+        a = loc + cfg.clip_sigma * torch.randn(cfg.bandit_samples, 1, generator=gen,
+                                               dtype=torch.float64)
+        q = -(a.clamp(low, high) - target) ** 2
+        for b in theory.BASELINES:
+            base = exact[b]["mean_reward"] if b == "exact" else 0.0
+            g_s, g_m = clipped_estimators(a, loc, cfg.clip_sigma, low, high, q - base)
+            for key, g in (("s", g_s), ("m", g_m)):
+                acc[b][key].append(_grouped((g - g.mean(0)).pow(2).sum(-1), cfg.bandit_items))
+            acc[b]["gs"].append(g_s)
+            acc[b]["gm"].append(g_m)
+    return [{"loc": loc, "baseline": b, "clipped_fraction": exact[b]["clipped_fraction"],
+             **_interval_row(acc[b]["s"], acc[b]["m"]), "exact": exact[b]["ratio"],
+             "z_standard": _z_max(acc[b]["gs"], np.array([exact[b]["gradient"]])),
+             "z_marginal": _z_max(acc[b]["gm"], np.array([exact[b]["gradient"]]))}
+            for b in theory.BASELINES]
+
+
+def run_bandits(cfg: MarginalPGConfig, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Experiment 1 over the config's grid: one row per case and baseline."""
+    directional = [row for d in cfg.bandit_dims for s in cfg.bandit_sigmas
+                   for g in cfg.goal_angles for row in directional_case(cfg, d, s, g, seed)]
+    clipped = [row for m in cfg.clip_locs for row in clipped_case(cfg, m, seed)]
+    return {"directional": pd.DataFrame(directional), "clipped": pd.DataFrame(clipped)}
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment 2: Platform2D with A2C
+# --------------------------------------------------------------------------------------------
+
+def platform_geometry(cfg: MarginalPGConfig) -> PlatformGeometry:
+    return PlatformGeometry(cfg.half_width, cfg.step_size, cfg.goal_radius)
+
+
+def _env_kwargs(cfg: MarginalPGConfig) -> dict[str, Any]:
+    return {"half_width": cfg.half_width, "step_size": cfg.step_size,
+            "goal_radius": cfg.goal_radius, "max_episode_steps": cfg.max_episode_steps}
+
+
+def lr_grid(cfg: MarginalPGConfig, optimizer: str) -> tuple[float, ...]:
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid ones are sgd, adam")
+    return cfg.lr_grid_sgd if optimizer == "sgd" else cfg.lr_grid_adam
+
+
+def a2c_settings(cfg: MarginalPGConfig, optimizer: str, lr: float, n_envs: int) -> A2CSettings:
+    """The A2C knobs of one run; weights are kept at ``eval_points`` evenly spaced updates."""
+    return A2CSettings(n_envs=n_envs, n_steps=cfg.n_steps, updates=cfg.updates,
+                       gamma=cfg.gamma, lr=lr, hidden=cfg.hidden, value_coef=cfg.value_coef,
+                       max_grad_norm=cfg.max_grad_norm, optimizer=optimizer,
+                       clip_mode=cfg.clip_mode,
+                       snapshot_every=max(1, cfg.updates // cfg.eval_points))
+
+
+def method_batch(cfg: MarginalPGConfig, method: str) -> int:
+    """Environment copies per update: ``n_envs``, or ``control_batch`` times it for the control."""
+    if method == POSITIVE_CONTROL:
+        return int(round(cfg.control_batch * cfg.n_envs))
+    if method not in PLATFORM_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid ones are "
+                         f"{', '.join(ALL_PLATFORM_METHODS)}")
+    return cfg.n_envs
+
+
+def probe_states(actor: torch.nn.Module, cfg: MarginalPGConfig,
+                 gen: torch.Generator) -> torch.Tensor:
+    """On-policy states: every state ``variance_states`` copies visit in ``variance_rollout``
+    steps from the start, step-major (``index = step * copies + copy``), float64."""
+    head = DirectionalHead(cfg.sigma, 2, "marginal")
+    envs = make_platform_vector_env(cfg.variance_states, **_env_kwargs(cfg))
+    obs, _ = envs.reset(seed=0)
+    states = []
+    for _ in range(cfg.variance_rollout):
+        states.append(obs)
+        with torch.no_grad():
+            dist = head(actor(torch.as_tensor(obs, dtype=torch.float64)))
+            obs, *_ = envs.step(dist.env_action(dist.sample(generator=gen)).numpy())
+    return torch.as_tensor(np.concatenate(states), dtype=torch.float64)
+
+
+def probe_advantages(actor: torch.nn.Module, critic: torch.nn.Module, states: torch.Tensor,
+                     cfg: MarginalPGConfig, gen: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loc, actions, advantages)``: ``variance_actions`` actions per state, each scored with
+    the critic's one-step advantage ``r + gamma (1 - terminal) V(s') - V(s)``."""
+    k = cfg.variance_actions
+    with torch.no_grad():
+        loc = actor(states)
+        a = loc[:, None] + cfg.sigma * torch.randn(len(states), k, 2, generator=gen,
+                                                   dtype=states.dtype)
+        s_rep = states[:, None].expand(-1, k, -1).reshape(-1, 2).numpy()
+        nxt, reward, terminated = platform_transition(s_rep, a.reshape(-1, 2).numpy(),
+                                                      platform_geometry(cfg))
+        v_next = critic(torch.as_tensor(nxt))[:, 0] * torch.as_tensor(~terminated)
+        adv = (torch.as_tensor(reward) + cfg.gamma * v_next).view(len(states), k) - critic(states)
+    return loc, a, adv
+
+
+def platform_gradient_variance(actor_state: dict[str, torch.Tensor],
+                               critic_state: dict[str, torch.Tensor], cfg: MarginalPGConfig,
+                               seed: int = 0) -> dict[str, Any]:
+    """Per-state variance of both estimators' actor-parameter gradients at one point of training.
+
+    States from ``probe_states``; at each, actions and the critic's advantages from
+    ``probe_advantages`` (``"critic"``), and the same advantages centred per state
+    (``"centred"``, ``method.centre_per_state``: free of the critic's offset). Keys
+    ``critic``/``centred`` (actor parameters) and ``loc_critic``/``loc_centred`` (the policy
+    mean) hold ``{"standard": [...], "marginal": [...]}``, one variance per state.
+    """
+    actor = tanh_mlp(2, 2, cfg.hidden).double()
+    actor.load_state_dict(actor_state)
+    critic = tanh_mlp(2, 1, cfg.hidden).double()
+    critic.load_state_dict(critic_state)
+    gen = make_generator(derive_seed(seed, "variance-probe"))
+    states = probe_states(actor, cfg, gen)
+    loc, actions, adv = probe_advantages(actor, critic, states, cfg, gen)
+    out: dict[str, Any] = {"mean_abs_loc": float(loc.norm(dim=-1).mean())}
+    for name, advantages in (("critic", adv), ("centred", centre_per_state(adv))):
+        for prefix, net in (("", actor), ("loc_", None)):
+            var = estimator_gradient_variance(net, states, actions, advantages, cfg.sigma,
+                                              loc=loc)
+            out[prefix + name] = {key: v.tolist() for key, v in var.items()}
+    return out
+
+
+def _as_list(x: np.ndarray) -> list[float]:
+    return [float(v) for v in x]
+
+
+def train_platform(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float,
+                   *, probe: bool = True, show_progress: bool | None = None) -> dict[str, Any]:
+    """A2C on Platform2D with one method, seed, optimizer and learning rate (no cache).
+
+    Returns the training episodes, the evaluation returns of the policy at ``eval_points``
+    evenly spaced updates and at the end (``eval_episodes`` episodes each, common random
+    numbers across methods), and, with ``probe``, the gradient-variance probes there.
+    """
+    n_envs = method_batch(cfg, method)
+    head = platform_head("Gaussian" if method == POSITIVE_CONTROL else method, cfg.sigma,
+                         cfg.angle_sigma)
+    envs = make_platform_vector_env(n_envs, **_env_kwargs(cfg))
+    settings = a2c_settings(cfg, optimizer, lr, n_envs)
+    result = train_a2c(envs, head, settings, seed, show_progress=show_progress,
+                       desc=f"Platform2D {method} {optimizer} seed {seed}")
+    final = {"update": result.updates, "env_steps": result.updates * n_envs * cfg.n_steps,
+             "actor": result.actor.state_dict(), "critic": result.critic.state_dict()}
+    points = []
+    for i, snap in enumerate([*result.snapshots, final]):
+        actor = tanh_mlp(2, head.loc_dim, cfg.hidden)
+        actor.load_state_dict(snap["actor"])
+        eval_envs = make_platform_vector_env(cfg.eval_episodes, **_env_kwargs(cfg))
+        returns = evaluate_policy(eval_envs, actor, head, derive_seed(seed, "evaluation", i))
+        point = {"update": snap["update"], "env_steps": snap["env_steps"],
+                 "returns": _as_list(returns)}
+        if probe and method in ("APG", "Gaussian"):
+            point["probe"] = platform_gradient_variance(
+                {k: v.double() for k, v in snap["actor"].items()},
+                {k: v.double() for k, v in snap["critic"].items()}, cfg,
+                derive_seed(seed, snap["update"]))
+        points.append(point)
+    ep = result.episodes
+    return {"method": method, "seed": seed, "optimizer": optimizer, "lr": lr,
+            "copies": cfg.variance_states, "episode_env_steps": [int(e["env_steps"]) for e in ep],
+            "episode_returns": [float(e["return"]) for e in ep], "points": points,
+            "train_seconds": result.wall_time_s,
+            "total_env_steps": result.updates * n_envs * cfg.n_steps}
+
+
+_PLATFORM_FIELDS = ("half_width", "step_size", "goal_radius", "max_episode_steps", "sigma",
+                    "angle_sigma", "n_envs", "n_steps", "updates", "gamma", "hidden",
+                    "value_coef", "max_grad_norm", "clip_mode", "control_batch", "eval_points",
+                    "eval_episodes", "variance_states", "variance_rollout", "variance_actions")
+
+
+def _platform_key(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float,
+                  probe: bool) -> dict[str, Any]:
+    return {"config": {f: getattr(cfg, f) for f in _PLATFORM_FIELDS}, "method": method,
+            "seed": seed, "optimizer": optimizer, "lr": lr, "probe": probe}
+
+
+def platform_run(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float, *,
+                 probe: bool = True, cache: ArtifactCache | None = None,
+                 show_progress: bool | None = None) -> dict[str, Any]:
+    """``train_platform`` through the artifact cache (trained once, then loaded)."""
+    cache = cache or ArtifactCache()
+    return cache.get_or_create(
+        "marginal_pg-platform", _platform_key(cfg, method, seed, optimizer, lr, probe),
+        lambda: train_platform(cfg, method, seed, optimizer, lr, probe=probe,
+                               show_progress=show_progress))
+
+
+def evaluation_auc(run: dict[str, Any]) -> np.ndarray:
+    """Per evaluation episode, its return averaged over the evaluation points (the area under
+    the evaluation curve: a measure of learning speed)."""
+    return np.mean([p["returns"] for p in run["points"]], axis=0)
+
+
+def tune_learning_rates(cfg: MarginalPGConfig, optimizer: str, cache: ArtifactCache | None = None,
+                        show_progress: bool | None = None) -> dict[str, Any]:
+    """Per method, the learning rate of ``lr_grid`` with the best mean evaluation AUC on the
+    development seeds (the same grid and seeds for every method); the positive control
+    takes the Gaussian's."""
+    seeds = [DEV_SEED_OFFSET + i for i in range(cfg.dev_seeds)]
+    scores, best = {}, {}
+    for method in PLATFORM_METHODS:
+        scores[method] = {lr: float(np.mean([evaluation_auc(platform_run(
+            cfg, method, s, optimizer, lr, probe=False, cache=cache,
+            show_progress=show_progress)).mean() for s in seeds])) for lr in lr_grid(cfg, optimizer)}
+        best[method] = max(scores[method], key=scores[method].get)
+    best[POSITIVE_CONTROL] = best["Gaussian"]
+    return {"optimizer": optimizer, "seeds": seeds, "scores": scores, "lr": best}
+
+
+def run_platform(cfg: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = None,
+                 show_progress: bool | None = None) -> dict[str, Any]:
+    """Tuning, then every method on the evaluation seeds, for each optimizer of the config."""
+    seeds = [seed + i for i in range(cfg.seeds)]
+    out = {}
+    for optimizer in cfg.optimizers:
+        tuned = tune_learning_rates(cfg, optimizer, cache, show_progress)
+        runs = {m: [platform_run(cfg, m, s, optimizer, tuned["lr"][m], cache=cache,
+                                 show_progress=show_progress) for s in seeds]
+                for m in ALL_PLATFORM_METHODS}
+        out[optimizer] = {"tuning": tuned, "runs": runs}
+    return out
+
+
+def learning_curve(episode_env_steps: list[int], episode_returns: list[float],
+                   total_env_steps: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean training-episode return per bin of environment steps (NaN where none ended)."""
+    edges = np.linspace(0, total_env_steps, bins + 1)
+    steps, returns = np.asarray(episode_env_steps), np.asarray(episode_returns)
+    idx = np.clip(np.digitize(steps, edges[1:-1]), 0, bins - 1)
+    means = np.full(bins, np.nan)
+    for b in range(bins):
+        if np.any(idx == b):
+            means[b] = returns[idx == b].mean()
+    return (edges[:-1] + edges[1:]) / 2, means
+
+
+def evaluation_curves(runs: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """Long table: method, seed, update, env_steps, mean evaluation return, success rate."""
+    rows = []
+    for method, seeds in runs.items():
+        for r in seeds:
+            for p in r["points"]:
+                rows.append({"method": method, "seed": r["seed"], "update": p["update"],
+                             "env_steps": p["env_steps"], "return": np.mean(p["returns"])})
+    return pd.DataFrame(rows)
+
+
+def _stack(runs: list[dict[str, Any]], statistic: str, max_return: float) -> np.ndarray:
+    """(seeds, episodes) of the final evaluation (``return``/``success``) or the AUC."""
+    if statistic == "auc":
+        return np.stack([evaluation_auc(r) for r in runs])
+    final = np.stack([r["points"][-1]["returns"] for r in runs])
+    return final if statistic == "return" else (final >= max_return - 1e-9).astype(float)
+
+
+def paired_comparison(runs: dict[str, list[dict[str, Any]]], method: str, baseline: str,
+                      statistic: str, max_return: float) -> Interval:
+    """Paired interval of ``method - baseline`` over seeds and evaluation episodes."""
+    if statistic not in ("return", "success", "auc"):
+        raise ValueError(f"unknown statistic {statistic!r}; valid ones are return, success, auc")
+    return paired_bootstrap(_stack(runs[method], statistic, max_return),
+                            _stack(runs[baseline], statistic, max_return))
+
+
+#: The comparisons of the returns table: (method, baseline).
+COMPARISONS = (("APG", "Gaussian"), ("APG", "angle"), (POSITIVE_CONTROL, "Gaussian"))
+
+
+def returns_table(platform: dict[str, Any], max_return: float) -> pd.DataFrame:
+    """Paired differences of final return, final success rate and AUC, per optimizer."""
+    rows = []
+    for optimizer, res in platform.items():
+        for method, baseline in COMPARISONS:
+            row = {"optimizer": optimizer, "comparison": f"{method} - {baseline}"}
+            for stat in ("success", "return", "auc"):
+                iv = paired_comparison(res["runs"], method, baseline, stat, max_return)
+                row.update({stat: iv.estimate, f"{stat} lo": iv.lo, f"{stat} hi": iv.hi})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def method_table(platform: dict[str, Any], max_return: float) -> pd.DataFrame:
+    """Per optimizer and method: tuned lr, final success rate and return, AUC (means)."""
+    rows = []
+    for optimizer, res in platform.items():
+        for method, runs in res["runs"].items():
+            rows.append({"optimizer": optimizer, "method": method,
+                         "lr": res["tuning"]["lr"][method],
+                         "success": _stack(runs, "success", max_return).mean(),
+                         "final return": _stack(runs, "return", max_return).mean(),
+                         "AUC": _stack(runs, "auc", max_return).mean(),
+                         "train s": sum(r["train_seconds"] for r in runs)})
+    return pd.DataFrame(rows)
+
+
+def probe_ratio(runs: dict[str, list[dict[str, Any]]], advantage: str = "centred",
+                points: str = "all") -> Interval:
+    """Var(marginal) / Var(standard) over the APG and Gaussian runs' probes: a ratio of sums
+    over states, with a 95% interval over seeds x (method, point, rollout copy): the states
+    one copy visits are correlated, so each copy's trajectory is one item.
+
+    ``advantage``: ``critic``, ``centred``, ``loc_critic`` or ``loc_centred``; ``points``:
+    ``all``, ``init`` (update 0) or ``trained`` (after update 0).
+    """
+    if points not in ("all", "init", "trained"):
+        raise ValueError(f"unknown points {points!r}; valid ones are all, init, trained")
+    std, mpg = [], []
+    for s in range(len(runs["APG"])):
+        per_seed = [p["probe"][advantage] for m in ("APG", "Gaussian") for p in runs[m][s]["points"]
+                    if (points == "all" or (p["update"] == 0) == (points == "init"))]
+        for out, key in ((std, "standard"), (mpg, "marginal")):
+            # states are stored step-major (rollout step, copy): sum each copy's trajectory
+            out.append(np.concatenate([np.reshape(v[key], (-1, runs["APG"][s]["copies"])).sum(0)
+                                       for v in per_seed]))
+    return bootstrap_interval(np.stack(mpg), denominators=np.stack(std))
+
+
+def probe_table(platform: dict[str, Any]) -> pd.DataFrame:
+    """The probe's ratio per optimizer, advantage (critic's or centred) and training stage."""
+    rows = []
+    for optimizer, res in platform.items():
+        for adv in ("critic", "centred", "loc_critic", "loc_centred"):
+            for pts in ("init", "trained", "all"):
+                iv = probe_ratio(res["runs"], adv, pts)
+                rows.append({"optimizer": optimizer, "advantage": adv, "points": pts,
+                             "ratio": iv.estimate, "lo": iv.lo, "hi": iv.hi})
+    return pd.DataFrame(rows)
+
+
+def probe_curves(runs: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """Long table: method, seed, env_steps, ratio (critic's and centred advantages)."""
+    rows = []
+    for method in ("APG", "Gaussian"):
+        for r in runs[method]:
+            for p in r["points"]:
+                row = {"method": method, "seed": r["seed"], "env_steps": p["env_steps"],
+                       "mean |mu|": p["probe"]["mean_abs_loc"]}
+                for adv in ("critic", "centred"):
+                    v = p["probe"][adv]
+                    row[adv] = np.sum(v["marginal"]) / np.sum(v["standard"])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Full scale: CAPG on a gymnasium classic-control task
+# --------------------------------------------------------------------------------------------
+
+def _control_envs(cfg: MarginalPGConfig, n: int):
+    import gymnasium as gym
+
+    scale = cfg.control_reward_scale
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.wrappers.TransformReward(gym.make(cfg.control_env), lambda r: scale * r)
+         for _ in range(n)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def train_control(cfg: MarginalPGConfig, method: str, seed: int = 0, *,
+                  show_progress: bool | None = None) -> dict[str, Any]:
+    """A2C with CAPG or the standard estimator on ``cfg.control_env`` (actions clipped);
+    the final policy is evaluated on ``eval_episodes`` episodes (common random numbers)."""
+    if method not in CONTROL_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid ones are {', '.join(CONTROL_METHODS)}")
+    envs = _control_envs(cfg, cfg.control_n_envs)
+    space = envs.single_action_space
+    head = control_head(method, cfg.control_sigma, float(space.low[0]), float(space.high[0]),
+                        int(space.shape[0]))
+    settings = A2CSettings(n_envs=cfg.control_n_envs, n_steps=cfg.n_steps,
+                           updates=cfg.control_updates, gamma=cfg.control_gamma,
+                           lr=cfg.control_lr, hidden=cfg.hidden, value_coef=cfg.value_coef,
+                           max_grad_norm=cfg.max_grad_norm, optimizer=cfg.control_optimizer,
+                           clip_mode=cfg.clip_mode)
+    result = train_a2c(envs, head, settings, seed, show_progress=show_progress,
+                       desc=f"{cfg.control_env} {method} seed {seed}")
+    envs.close()
+    eval_envs = _control_envs(cfg, cfg.eval_episodes)
+    returns = evaluate_policy(eval_envs, result.actor, head, derive_seed(seed, "evaluation"))
+    eval_envs.close()
+    ep = result.episodes
+    scale = cfg.control_reward_scale
+    return {"method": method, "seed": seed,
+            "episode_env_steps": [int(e["env_steps"]) for e in ep],
+            "episode_returns": [float(e["return"]) / scale for e in ep],
+            "final_returns": _as_list(returns / scale), "train_seconds": result.wall_time_s,
+            "total_env_steps": result.updates * cfg.control_n_envs * cfg.n_steps}
+
+
+def control_run(cfg: MarginalPGConfig, method: str, seed: int = 0,
+                cache: ArtifactCache | None = None,
+                show_progress: bool | None = None) -> dict[str, Any]:
+    """``train_control`` through the artifact cache."""
+    fields = ("control_env", "control_sigma", "control_updates", "control_n_envs",
+              "control_reward_scale", "control_gamma", "control_optimizer", "control_lr",
+              "n_steps", "hidden", "value_coef", "max_grad_norm", "clip_mode", "eval_episodes")
+    key = {"config": {f: getattr(cfg, f) for f in fields}, "method": method, "seed": seed}
+    return (cache or ArtifactCache()).get_or_create(
+        "marginal_pg-control", key,
+        lambda: train_control(cfg, method, seed, show_progress=show_progress))
+
+
+def run_control(cfg: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = None,
+                show_progress: bool | None = None) -> dict[str, list[dict[str, Any]]]:
+    if not cfg.control_updates:
+        return {}
+    return {m: [control_run(cfg, m, seed + i, cache, show_progress)
+                for i in range(cfg.control_seeds)] for m in CONTROL_METHODS}
+
+
+def control_comparison(control: dict[str, list[dict[str, Any]]]) -> Interval:
+    """Paired interval of CAPG - clipped Gaussian final return (seeds x evaluation episodes)."""
+    a, b = (np.stack([r["final_returns"] for r in control[m]]) for m in CONTROL_METHODS)
+    return paired_bootstrap(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# The chapter's entry point, metrics and claims
+# --------------------------------------------------------------------------------------------
+
+def run(config: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = None,
+        show_progress: bool | None = None) -> dict[str, Any]:
+    """Everything the chapter shows: bandits, Platform2D (tuning, runs), control runs."""
+    return {"bandits": run_bandits(config, seed),
+            "platform": run_platform(config, seed, cache, show_progress),
+            "control": run_control(config, seed, cache, show_progress)}
+
+
+#: The bandit cells the claims read (fixed before any run: d = 2, the most concentrated
+#: policy of the grid, goal at 60 degrees; CAPG with half the actions clipped, mu = -1).
+CLAIM_D, CLAIM_GOAL, CLAIM_CLIP_LOC = 2, 60.0, -1.0
+
+
+def _bandit_interval(rows: pd.DataFrame, shift: float = 0.0) -> Interval:
+    """The one bandit row's ratio interval, shifted (``-1``: the change of the variance)."""
+    if len(rows) != 1:
+        raise ValueError(f"expected one bandit row, got {len(rows)}")
+    row = rows.iloc[0]
+    return Interval(row["ratio"] + shift, row["lo"] + shift, row["hi"] + shift)
+
+
+def claim_metrics(results: dict[str, Any], cfg: MarginalPGConfig) -> dict[str, float]:
+    """The intervals the claims read (``Interval.as_metrics``) and a few summary numbers."""
+    metrics: dict[str, float] = {}
+    bd, bc = results["bandits"]["directional"], results["bandits"]["clipped"]
+    cell = bd[(bd.d == CLAIM_D) & (bd.goal == CLAIM_GOAL) & (bd.sigma == min(cfg.bandit_sigmas))]
+    for b, name in (("none", "uncentred"), ("exact", "centred")):
+        rows = cell[cell.baseline == b]
+        metrics |= _bandit_interval(rows).as_metrics(f"bandit_d2_{name}_ratio")
+        metrics |= _bandit_interval(rows, -1.0).as_metrics(f"bandit_d2_{name}_ratio_change")
+        metrics[f"bandit_d2_{name}_exact"] = float(rows.iloc[0]["exact"])
+        clip = bc[(bc["loc"] == CLAIM_CLIP_LOC) & (bc.baseline == b)]
+        if len(clip):
+            metrics |= _bandit_interval(clip, -1.0).as_metrics(f"capg_{name}_ratio_change")
+    metrics["bandit_max_abs_z"] = float(max(bd[["z_standard", "z_marginal"]].to_numpy().max(),
+                                            bc[["z_standard", "z_marginal"]].to_numpy().max()))
+    max_return = platform_geometry(cfg).max_return
+    for optimizer, res in results["platform"].items():
+        runs = res["runs"]
+        for adv in ("critic", "centred"):
+            metrics |= probe_ratio(runs, adv, "trained").as_metrics(
+                f"platform_ratio_{adv}_{optimizer}")
+        for (method, baseline), tag in zip(COMPARISONS, ("apg_vs_gaussian", "apg_vs_angle",
+                                                           "control_vs_gaussian"), strict=True):
+            for stat in ("success", "auc"):
+                metrics |= paired_comparison(runs, method, baseline, stat, max_return) \
+                    .as_metrics(f"{stat}_{tag}_{optimizer}")
+    if results["control"]:
+        metrics |= control_comparison(results["control"]).as_metrics("control_capg_vs_gaussian")
+    return metrics
+
+
+_PAPER_APG = "Only APG reaches the maximum return (Fig. 3); our reading: +0.5 success rate"
+CLAIMS = [
+    Claim.interval(CHAPTER, "bandit-variance-reduction",
+                   "APG's gradient variance is below the standard estimator's (directional "
+                   "bandit, d = 2, concentrated policy, reward centred by the exact baseline)",
+                   paper="Thm 4.6 / Cor 4.7: lower by E[Var(g | T(a))]; 'about half'",
+                   prefix="bandit_d2_centred_ratio_change", paper_effect=-0.5,
+                   unit="variance ratio - 1", section="marginal-pg-bandit"),
+    Claim.interval(CHAPTER, "bandit-ratio-half-uncentred",
+                   "Variance ratio about 1/2 = (d-1)/d at d = 2, reward not centred",
+                   paper="about 1/2", prefix="bandit_d2_uncentred_ratio", target=(0.45, 0.55),
+                   unit="variance ratio", section="marginal-pg-bandit"),
+    Claim.interval(CHAPTER, "bandit-ratio-half-centred",
+                   "Variance ratio about 1/2 = (d-1)/d at d = 2, reward centred (exact baseline)",
+                   paper="about 1/2", prefix="bandit_d2_centred_ratio", target=(0.45, 0.55),
+                   unit="variance ratio", section="marginal-pg-bandit"),
+    Claim.interval(CHAPTER, "capg-variance-reduction",
+                   "CAPG's variance is below the standard estimator's where actions are "
+                   "clipped (mu = -1, half the actions clipped, reward centred)",
+                   paper="Cor 4.8: strictly lower when actions are clipped (no number printed; "
+                         "our reading: 'about half' as for APG)",
+                   prefix="capg_centred_ratio_change", paper_effect=-0.5,
+                   unit="variance ratio - 1", section="marginal-pg-capg"),
+    Claim.interval(CHAPTER, "platform-variance-ratio",
+                   "Var(APG) / Var(standard) of the actor gradient on Platform2D, advantages "
+                   "centred per state, along training (SGD runs)",
+                   paper="about 1/2", prefix="platform_ratio_centred_sgd", target=(0.4, 0.6),
+                   unit="variance ratio", section="marginal-pg-platform-variance"),
+    Claim.interval(CHAPTER, "apg-success-sgd",
+                   "APG reaches the goal more often than the Gaussian policy at the end of "
+                   "training on Platform2D (SGD, tuned learning rates)", paper=_PAPER_APG,
+                   prefix="success_apg_vs_gaussian_sgd", paper_effect=0.5,
+                   unit="success-rate difference", percent=True,
+                   section="marginal-pg-platform-returns"),
+    Claim.interval(CHAPTER, "apg-success-adam",
+                   "APG reaches the goal more often than the Gaussian policy at the end of "
+                   "training on Platform2D (Adam, tuned learning rates)", paper=_PAPER_APG,
+                   prefix="success_apg_vs_gaussian_adam", paper_effect=0.5,
+                   unit="success-rate difference", percent=True,
+                   section="marginal-pg-platform-returns"),
+    Claim.interval(CHAPTER, "apg-vs-angle-success-sgd",
+                   "APG reaches the goal more often than the 1-D angle policy (SGD)",
+                   paper=_PAPER_APG, prefix="success_apg_vs_angle_sgd", paper_effect=0.5,
+                   unit="success-rate difference", percent=True,
+                   section="marginal-pg-platform-returns"),
+]
+
+
+def verdict_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """Each claim, the paper's figure, ours with its interval, and the verdict."""
+    rows = []
+    for claim in CLAIMS:
+        judgement = claim.evaluate(metrics)
+        rows.append({"claim": claim.claim, "paper": claim.paper, "measured": judgement.ours,
+                     "verdict": judgement.verdict})
+    return pd.DataFrame(rows)
