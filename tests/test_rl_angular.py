@@ -9,8 +9,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from lib.rl import angular
-from lib.rl import clipped, policies
+from lib.rl import angular, clipped, policies
 
 torch.set_default_dtype(torch.float32)
 F64 = torch.float64
@@ -197,8 +196,9 @@ def test_general_covariance_scores_equal_numerical_derivatives(scale_factor):
         for j in range(i, d):
             e = torch.zeros(d, d, dtype=F64)
             e[i, j] = e[j, i] = 1.0
-            numeric = (angular.angular_gaussian_log_prob(x, loc, covariance=cov + h * e)
-                       - angular.angular_gaussian_log_prob(x, loc, covariance=cov - h * e)) / (2 * h)
+            log_f = angular.angular_gaussian_log_prob
+            numeric = (log_f(x, loc, covariance=cov + h * e)
+                       - log_f(x, loc, covariance=cov - h * e)) / (2 * h)
             closed = (g_sigma * e).sum()  # tr(G E) for symmetric E
             assert abs(closed.item() - numeric.item()) < 1e-6 * (1 + abs(numeric.item()))
 

@@ -270,21 +270,23 @@ def train_a2c(envs: gym.vector.VectorEnv, head: PolicyHead, settings: A2CSetting
 
 
 def evaluate_policy(envs: gym.vector.VectorEnv, actor: nn.Module, head: PolicyHead,
-                    seed: int = 0) -> np.ndarray:
+                    seed: int = 0, max_steps: int | None = None) -> np.ndarray:
     """The return of one episode in each copy of ``envs`` under the stochastic policy.
 
     Each step draws the actions of all copies from one generator seeded by ``seed`` (copies
     whose episode has ended keep drawing, their actions unused), so two policies of the same
     family evaluated with the same seed see the same noise in every copy and step (common
-    random numbers): that pairs their episodes. Each copy runs until its first episode ends.
+    random numbers): that pairs their episodes. Each copy runs until its first episode ends,
+    or for at most ``max_steps`` steps (a dry run passes its step limit).
     """
     _check_vector_env(envs)
     n = envs.num_envs
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     gen = make_generator(derive_seed(seed, "evaluation"))
     obs, _ = envs.reset(seed=derive_seed(seed, "evaluation-env") % 2**31)
-    returns, running = np.zeros(n), np.ones(n, dtype=bool)
-    while running.any():
+    returns, running, steps = np.zeros(n), np.ones(n, dtype=bool), 0
+    while running.any() and (max_steps is None or steps < max_steps):
+        steps += 1
         with torch.no_grad():
             dist = head(actor(torch.as_tensor(obs, dtype=torch.float32).reshape(n, obs_dim)))
             env_action = dist.env_action(dist.sample(generator=gen))

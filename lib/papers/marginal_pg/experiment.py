@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator
+from lib.core import (
+    ArtifactCache,
+    ScaleConfigs,
+    derive_seed,
+    limit_steps,
+    make_generator,
+    step_limit,
+)
 from lib.core.claims import Claim
 from lib.core.stats import Interval, bootstrap_interval, paired_bootstrap
 from lib.rl import (
@@ -158,6 +165,12 @@ CONFIGS = ScaleConfigs(
 # Experiment 1: one-step bandits, Monte Carlo beside the exact theory
 # --------------------------------------------------------------------------------------------
 
+def bandit_samples(cfg: MarginalPGConfig) -> int:
+    """Monte Carlo samples per seed and case; a dry run's step limit caps the samples per
+    item (the bootstrap's unit), so the full grid runs in seconds."""
+    return limit_steps(cfg.bandit_samples // cfg.bandit_items) * cfg.bandit_items
+
+
 def _grouped(x: torch.Tensor, items: int) -> np.ndarray:
     """Sums over ``items`` equal groups of consecutive samples (the bootstrap's units)."""
     n = x.shape[0] - x.shape[0] % items
@@ -174,8 +187,8 @@ def _z_max(estimates: list[torch.Tensor], truth: np.ndarray) -> float:
     """Largest |z| of an estimator's pooled mean against the exact gradient."""
     g = torch.cat(estimates)
     se = (g.var(0) / len(g)).sqrt().numpy()
-    diff = np.abs(g.mean(0).numpy()[: len(truth)] - truth)
-    return float(np.max(diff / np.maximum(se[: len(truth)], 1e-300)))
+    diff = np.abs(g.mean(0).numpy() - truth)
+    return float(np.max(diff / np.maximum(se, 1e-300)))
 
 
 def directional_case(cfg: MarginalPGConfig, d: int, sigma: float, goal_deg: float,
@@ -191,7 +204,7 @@ def directional_case(cfg: MarginalPGConfig, d: int, sigma: float, goal_deg: floa
     acc = {b: {"s": [], "m": [], "gs": [], "gm": []} for b in theory.BASELINES}
     for s in range(cfg.bandit_seeds):
         gen = make_generator(derive_seed(seed, "directional", d, sigma, goal_deg, s))
-        a = loc + sigma * torch.randn(cfg.bandit_samples, d, generator=gen, dtype=torch.float64)
+        a = loc + sigma * torch.randn(bandit_samples(cfg), d, generator=gen, dtype=torch.float64)
         q = (a / a.norm(dim=-1, keepdim=True) * goal).sum(-1)
         for b in theory.BASELINES:
             base = exact[b]["mean_reward"] if b == "exact" else 0.0
@@ -202,7 +215,8 @@ def directional_case(cfg: MarginalPGConfig, d: int, sigma: float, goal_deg: floa
             acc[b]["gm"].append(g_m)
     rows = []
     for b in theory.BASELINES:
-        truth = np.array(exact[b]["gradient"])
+        truth = np.zeros(d)  # G lies in the plane of mu and the goal (theory.py)
+        truth[:2] = exact[b]["gradient"]
         rows.append({"d": d, "sigma": sigma, "goal": goal_deg, "baseline": b,
                      **_interval_row(acc[b]["s"], acc[b]["m"]), "exact": exact[b]["ratio"],
                      "limit": theory.concentrated_ratio(d, goal_deg, b == "exact"),
@@ -219,7 +233,7 @@ def clipped_case(cfg: MarginalPGConfig, loc: float, seed: int = 0, low: float = 
     acc = {b: {"s": [], "m": [], "gs": [], "gm": []} for b in theory.BASELINES}
     for s in range(cfg.bandit_seeds):
         gen = make_generator(derive_seed(seed, "clipped", loc, cfg.clip_sigma, s))
-        a = loc + cfg.clip_sigma * torch.randn(cfg.bandit_samples, 1, generator=gen,
+        a = loc + cfg.clip_sigma * torch.randn(bandit_samples(cfg), 1, generator=gen,
                                                dtype=torch.float64)
         q = -(a.clamp(low, high) - target) ** 2
         for b in theory.BASELINES:
@@ -242,6 +256,22 @@ def run_bandits(cfg: MarginalPGConfig, seed: int = 0) -> dict[str, pd.DataFrame]
                    for g in cfg.goal_angles for row in directional_case(cfg, d, s, g, seed)]
     clipped = [row for m in cfg.clip_locs for row in clipped_case(cfg, m, seed)]
     return {"directional": pd.DataFrame(directional), "clipped": pd.DataFrame(clipped)}
+
+
+def bandit_table(directional: pd.DataFrame, goal: float) -> pd.DataFrame:
+    """One goal's rows side by side: Monte Carlo ratio [95% interval], exact, limit, per
+    baseline, indexed by d and sigma / |mu|."""
+    part = directional[directional["goal"] == goal]
+    out = []
+    for (d, sigma), g in part.groupby(["d", "sigma"]):
+        row = {"d": d, "sigma / |mu|": sigma}
+        for b, label in (("none", "not centred"), ("exact", "centred")):
+            r = g[g["baseline"] == b].iloc[0]
+            row |= {f"{label}: ratio": r["ratio"], f"{label}: 95% lo": r["lo"],
+                    f"{label}: 95% hi": r["hi"], f"{label}: exact": r["exact"],
+                    f"{label}: limit": r["limit"]}
+        out.append(row)
+    return pd.DataFrame(out).set_index(["d", "sigma / |mu|"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,12 +315,13 @@ def method_batch(cfg: MarginalPGConfig, method: str) -> int:
 def probe_states(actor: torch.nn.Module, cfg: MarginalPGConfig,
                  gen: torch.Generator) -> torch.Tensor:
     """On-policy states: every state ``variance_states`` copies visit in ``variance_rollout``
-    steps from the start, step-major (``index = step * copies + copy``), float64."""
+    steps from the start (capped by a dry run's step limit), step-major
+    (``index = step * copies + copy``), float64."""
     head = DirectionalHead(cfg.sigma, 2, "marginal")
     envs = make_platform_vector_env(cfg.variance_states, **_env_kwargs(cfg))
     obs, _ = envs.reset(seed=0)
     states = []
-    for _ in range(cfg.variance_rollout):
+    for _ in range(limit_steps(cfg.variance_rollout)):  # a dry run rolls out fewer steps
         states.append(obs)
         with torch.no_grad():
             dist = head(actor(torch.as_tensor(obs, dtype=torch.float64)))
@@ -369,7 +400,8 @@ def train_platform(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str
         actor = tanh_mlp(2, head.loc_dim, cfg.hidden)
         actor.load_state_dict(snap["actor"])
         eval_envs = make_platform_vector_env(cfg.eval_episodes, **_env_kwargs(cfg))
-        returns = evaluate_policy(eval_envs, actor, head, derive_seed(seed, "evaluation", i))
+        returns = evaluate_policy(eval_envs, actor, head, derive_seed(seed, "evaluation", i),
+                                  max_steps=step_limit())
         point = {"update": snap["update"], "env_steps": snap["env_steps"],
                  "returns": _as_list(returns)}
         if probe and method in ("APG", "Gaussian"):
@@ -423,12 +455,32 @@ def tune_learning_rates(cfg: MarginalPGConfig, optimizer: str, cache: ArtifactCa
     seeds = [DEV_SEED_OFFSET + i for i in range(cfg.dev_seeds)]
     scores, best = {}, {}
     for method in PLATFORM_METHODS:
-        scores[method] = {lr: float(np.mean([evaluation_auc(platform_run(
-            cfg, method, s, optimizer, lr, probe=False, cache=cache,
-            show_progress=show_progress)).mean() for s in seeds])) for lr in lr_grid(cfg, optimizer)}
+        scores[method] = {}
+        for lr in lr_grid(cfg, optimizer):
+            aucs = [evaluation_auc(platform_run(cfg, method, s, optimizer, lr, probe=False,
+                                                cache=cache, show_progress=show_progress)).mean()
+                    for s in seeds]
+            scores[method][lr] = float(np.mean(aucs))
         best[method] = max(scores[method], key=scores[method].get)
     best[POSITIVE_CONTROL] = best["Gaussian"]
     return {"optimizer": optimizer, "seeds": seeds, "scores": scores, "lr": best}
+
+
+def tuning_table(platform: dict[str, Any]) -> pd.DataFrame:
+    """Development-seed AUC per optimizer, learning rate (rows) and method (columns); the
+    chosen rate of each method is marked with a star."""
+    rows = []
+    for optimizer, res in platform.items():
+        tuned = res["tuning"]
+        for lr in lr_grid_of(tuned):
+            rows.append({"optimizer": optimizer, "lr": lr, **{
+                m: f"{s[lr]:.3f}{' *' if tuned['lr'][m] == lr else ''}"
+                for m, s in tuned["scores"].items()}})
+    return pd.DataFrame(rows).set_index(["optimizer", "lr"])
+
+
+def lr_grid_of(tuned: dict[str, Any]) -> list[float]:
+    return sorted({lr for scores in tuned["scores"].values() for lr in scores})
 
 
 def run_platform(cfg: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = None,
@@ -509,7 +561,7 @@ def method_table(platform: dict[str, Any], max_return: float) -> pd.DataFrame:
     for optimizer, res in platform.items():
         for method, runs in res["runs"].items():
             rows.append({"optimizer": optimizer, "method": method,
-                         "lr": res["tuning"]["lr"][method],
+                         "lr": f"{res['tuning']['lr'][method]:g}",
                          "success": _stack(runs, "success", max_return).mean(),
                          "final return": _stack(runs, "return", max_return).mean(),
                          "AUC": _stack(runs, "auc", max_return).mean(),
@@ -598,7 +650,8 @@ def train_control(cfg: MarginalPGConfig, method: str, seed: int = 0, *,
                        desc=f"{cfg.control_env} {method} seed {seed}")
     envs.close()
     eval_envs = _control_envs(cfg, cfg.eval_episodes)
-    returns = evaluate_policy(eval_envs, result.actor, head, derive_seed(seed, "evaluation"))
+    returns = evaluate_policy(eval_envs, result.actor, head, derive_seed(seed, "evaluation"),
+                              max_steps=step_limit())
     eval_envs.close()
     ep = result.episodes
     scale = cfg.control_reward_scale

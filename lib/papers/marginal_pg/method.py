@@ -65,7 +65,7 @@ def control_head(method: str, sigma: float, low: float, high: float, dim: int) -
 
 def directional_estimators(actions: torch.Tensor, loc: torch.Tensor, sigma: float,
                            q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample ``(g_standard, g_marginal)`` of ``grad_mu E[q(a / |a|)]``, ``a ~ N(mu, sigma^2 I)``.
+    """Per-sample ``(g_standard, g_marginal)`` of ``grad_mu E[q(a / |a|)]``, ``a ~ N(mu, s^2 I)``.
 
     ``actions``: ``(n, d)``, ``q``: ``(n,)`` rewards (already minus a baseline, if any).
     """
@@ -79,7 +79,7 @@ def directional_estimators(actions: torch.Tensor, loc: torch.Tensor, sigma: floa
 def clipped_estimators(actions: torch.Tensor, loc: float | torch.Tensor, sigma: float,
                        low: float, high: float, q: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample ``(g_standard, g_marginal)`` of ``d/dmu E[q(clip(a))]``, ``a ~ N(mu, sigma^2)``."""
+    """Per-sample ``(g_standard, g_marginal)`` of ``d/dmu E[q(clip(a))]``, ``a ~ N(mu, s^2)``."""
     mu = torch.as_tensor(loc, dtype=actions.dtype)
     y = actions.clamp(low, high)
     standard = q * (actions - mu) / sigma**2
