@@ -13,7 +13,7 @@ from lib.core import ArtifactCache
 from lib.core.paths import REPO_ROOT
 from lib.papers import marginal_pg as mpg
 from lib.papers.marginal_pg import experiment as ex
-from lib.papers.marginal_pg import method, theory
+from lib.papers.marginal_pg import method, theory, training
 from lib.rl import (
     Platform2D,
     angular_gaussian_log_prob,
@@ -194,7 +194,7 @@ def test_probe_advantages_equal_single_environment_steps():
     actor, critic = _nets(cfg)
     gen = torch.Generator().manual_seed(4)
     states = torch.tensor([[-1.0, -1.0], [1.35, 0.2], [0.95, 1.0]], dtype=F64)
-    loc, actions, adv = ex.probe_advantages(actor, critic, states, cfg, gen)
+    loc, actions, adv = training.probe_advantages(actor, critic, states, cfg, gen)
     env = Platform2D(cfg.half_width, cfg.step_size, cfg.goal_radius, cfg.max_episode_steps)
     terminal_seen = 0
     for i in range(len(states)):
@@ -218,10 +218,11 @@ def test_probe_centring_removes_the_critics_offset():
     towards the no-baseline regime."""
     cfg = _probe_cfg()
     actor, critic = _nets(cfg, 1)
-    base = ex.platform_gradient_variance(actor.state_dict(), critic.state_dict(), cfg, seed=3)
+    probe = training.platform_gradient_variance
+    base = probe(actor.state_dict(), critic.state_dict(), cfg, seed=3)
     with torch.no_grad():
         critic[-1].bias += 50.0
-    shifted = ex.platform_gradient_variance(actor.state_dict(), critic.state_dict(), cfg, seed=3)
+    shifted = probe(actor.state_dict(), critic.state_dict(), cfg, seed=3)
     for key in ("centred", "loc_centred"):
         for est in ("standard", "marginal"):
             np.testing.assert_allclose(shifted[key][est], base[key][est], rtol=1e-8)
@@ -235,7 +236,7 @@ def test_probe_centring_removes_the_critics_offset():
 def test_probe_states_are_on_policy_and_step_major():
     cfg = _probe_cfg()
     actor, _ = _nets(cfg)
-    states = ex.probe_states(actor, cfg, torch.Generator().manual_seed(0))
+    states = training.probe_states(actor, cfg, torch.Generator().manual_seed(0))
     assert states.shape == (cfg.variance_rollout * cfg.variance_states, 2)
     start = states[: cfg.variance_states]
     torch.testing.assert_close(start, torch.tensor([[-1.0, -1.0]], dtype=F64).expand_as(start))
@@ -250,16 +251,16 @@ def test_apg_and_gaussian_runs_share_initial_weights_and_differ_only_by_the_esti
     cfg = mpg.CONFIGS.get("smoke", updates=6, eval_points=2, eval_episodes=4,
                           variance_states=2, variance_rollout=2, variance_actions=8)
     cache = ArtifactCache(tmp_path)
-    runs = {m: ex.platform_run(cfg, m, 0, "sgd", 0.3, cache=cache, show_progress=False)
+    runs = {m: training.platform_run(cfg, m, 0, "sgd", 0.3, cache=cache, show_progress=False)
             for m in ("APG", "Gaussian")}
     apg, gauss = runs["APG"]["points"], runs["Gaussian"]["points"]
     assert [p["update"] for p in apg] == [0, 3, 6]
     assert apg[0]["returns"] == gauss[0]["returns"]  # same weights, same evaluation noise
     assert apg[0]["probe"] == gauss[0]["probe"]
     assert apg[-1]["returns"] != gauss[-1]["returns"]  # trained by different estimators
-    again = ex.platform_run(cfg, "APG", 0, "sgd", 0.3, cache=cache)
+    again = training.platform_run(cfg, "APG", 0, "sgd", 0.3, cache=cache)
     assert again["episode_returns"] == runs["APG"]["episode_returns"]
-    control = ex.train_platform(cfg, mpg.POSITIVE_CONTROL, 0, "sgd", 0.3, probe=False)
+    control = training.train_platform(cfg, mpg.POSITIVE_CONTROL, 0, "sgd", 0.3, probe=False)
     assert control["total_env_steps"] == 12 * cfg.n_steps * 6 and "probe" not in \
         control["points"][0]
 
@@ -298,18 +299,18 @@ def test_configs_and_methods_reject_unknown_names():
     with pytest.raises(ValueError, match="valid knobs"):
         mpg.CONFIGS.get("smoke", sigmaa=0.2)
     with pytest.raises(ValueError, match="valid ones are CAPG"):
-        ex.train_control(mpg.CONFIGS["smoke"], "DDPG")
+        training.train_control(mpg.CONFIGS["smoke"], "DDPG")
     with pytest.raises(ValueError, match="valid ones are sgd, adam"):
-        ex.lr_grid(mpg.CONFIGS["smoke"], "lbfgs")
+        mpg.config.lr_grid(mpg.CONFIGS["smoke"], "lbfgs")
     with pytest.raises(ValueError, match="Gaussian, 1.5x batch"):
-        ex.method_batch(mpg.CONFIGS["smoke"], "PPO")
+        training.method_batch(mpg.CONFIGS["smoke"], "PPO")
     assert mpg.DATA_PARALLEL is False
 
 
 def test_control_run_path_on_pendulum_runs_and_evaluates():
     cfg = mpg.CONFIGS.get("smoke", control_updates=3, control_n_envs=2, eval_episodes=2)
     for name in mpg.CONTROL_METHODS:
-        out = ex.train_control(cfg, name, 0, show_progress=False)
+        out = training.train_control(cfg, name, 0, show_progress=False)
         assert out["total_env_steps"] == 3 * 2 * cfg.n_steps
         assert len(out["final_returns"]) == 2 and all(r < 0 for r in out["final_returns"])
 

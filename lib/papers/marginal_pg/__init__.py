@@ -1,11 +1,12 @@
 """Marginal policy gradients (Eisenach et al., ICLR 2019): the chapter's package.
 
 ``method`` names the methods and holds the estimators (the densities live in ``lib.rl``),
-``theory`` the exact variances of the one-step bandits, ``experiment`` the configs, runs,
-tables, metrics and claims.
+``theory`` the exact variances of the one-step bandits, ``config`` the configs, ``training``
+the cached A2C runs, ``experiment`` the experiments, tables, metrics and claims,
+``figures`` the chapter's plots.
 """
 
-from . import experiment, method, theory
+from . import config, experiment, method, theory, training
 from .experiment import (
     ALL_PLATFORM_METHODS,
     CLAIMS,
@@ -26,5 +27,5 @@ DATA_PARALLEL = False
 
 __all__ = ["ALL_PLATFORM_METHODS", "CLAIMS", "CONFIGS", "CONTROL_METHODS", "DATA_PARALLEL",
            "PLATFORM_METHODS", "POSITIVE_CONTROL", "MarginalPGConfig", "claim_metrics",
-           "control_head", "experiment", "method", "platform_head", "run", "run_bandits",
-           "run_control", "run_platform", "theory", "verdict_table"]
+           "config", "control_head", "experiment", "method", "platform_head", "run",
+           "run_bandits", "run_control", "run_platform", "theory", "training", "verdict_table"]

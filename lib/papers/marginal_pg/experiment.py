@@ -1,4 +1,4 @@
-"""The marginal_pg chapter's experiments: configs, bandits, Platform2D, classic control, tables.
+"""The marginal_pg chapter's experiments: bandits, Platform2D, classic control, tables, claims.
 
 1. **One-step bandits** (Monte Carlo against the exact theory of ``theory.py``): the
    variance ratio of the marginal and the standard estimator, with the reward *not centred*
@@ -15,150 +15,38 @@
 3. **Full scale only**: CAPG against the standard estimator on a gymnasium classic-control
    task with clipped actions.
 
+The configs are in ``config.py`` (re-exported here), the cached A2C runs in ``training.py``.
 The paper's King of Glory experiment runs on a proprietary game and cannot be reproduced.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lib.core import (
-    ArtifactCache,
-    ScaleConfigs,
-    derive_seed,
-    limit_steps,
-    make_generator,
-    step_limit,
-)
+from lib.core import ArtifactCache, derive_seed, limit_steps, make_generator
 from lib.core.claims import Claim
 from lib.core.stats import Interval, bootstrap_interval, paired_bootstrap
-from lib.rl import (
-    A2CSettings,
-    DirectionalHead,
-    PlatformGeometry,
-    evaluate_policy,
-    make_platform_vector_env,
-    platform_transition,
-    tanh_mlp,
-    train_a2c,
-)
 
 from . import theory
-from .method import (
-    CONTROL_METHODS,
-    PLATFORM_METHODS,
-    centre_per_state,
-    clipped_estimators,
-    control_head,
-    directional_estimators,
-    estimator_gradient_variance,
-    platform_head,
+from .config import (
+    ALL_PLATFORM_METHODS,
+    CHAPTER,
+    CONFIGS,
+    DEV_SEED_OFFSET,
+    POSITIVE_CONTROL,
+    MarginalPGConfig,
+    lr_grid,
 )
+from .method import CONTROL_METHODS, PLATFORM_METHODS, clipped_estimators, directional_estimators
+from .training import control_run, platform_geometry, platform_run
 
-CHAPTER = "marginal_pg"
-#: The positive control: the standard estimator on ``control_batch`` times the samples.
-POSITIVE_CONTROL = "Gaussian, 1.5x batch"
-ALL_PLATFORM_METHODS = (*PLATFORM_METHODS, POSITIVE_CONTROL)
-#: Seeds of the learning-rate tuning runs start here (disjoint from the evaluation seeds).
-DEV_SEED_OFFSET = 10_000
-
-
-@dataclass(frozen=True)
-class MarginalPGConfig:
-    """Knobs of the chapter (bandits, Platform2D, classic control)."""
-
-    # one-step bandits: Monte Carlo seeds x samples, resampled in groups ("items")
-    bandit_seeds: int
-    bandit_samples: int
-    bandit_items: int
-    bandit_dims: tuple[int, ...]
-    bandit_sigmas: tuple[float, ...]  # sigma / |mu|
-    goal_angles: tuple[float, ...]  # degrees between the goal and the policy mean
-    clip_locs: tuple[float, ...]
-    clip_sigma: float
-    # Platform2D geometry (Our reading: the paper prints none of these but the platform)
-    half_width: float
-    step_size: float
-    goal_radius: float
-    max_episode_steps: int
-    # policies
-    sigma: float  # the fixed sigma of the bivariate policy (APG and Gaussian)
-    angle_sigma: float  # the fixed sigma of the 1-D angle policy (radians)
-    # A2C
-    seeds: int
-    dev_seeds: int
-    n_envs: int
-    n_steps: int
-    updates: int
-    gamma: float
-    hidden: tuple[int, ...]
-    value_coef: float
-    optimizers: tuple[str, ...]  # "sgd" (the public code's) and/or "adam"
-    lr_grid_sgd: tuple[float, ...]
-    lr_grid_adam: tuple[float, ...]
-    max_grad_norm: float  # 0: no clipping (the public code clips nothing)
-    clip_mode: str  # "joint" or "separate" (when max_grad_norm > 0)
-    control_batch: float  # the positive control's batch, in multiples of n_envs
-    # evaluation and the gradient-variance probe along training
-    eval_points: int
-    eval_episodes: int
-    variance_states: int
-    variance_rollout: int
-    variance_actions: int
-    curve_bins: int
-    # clipped actions on classic control (0 updates: skipped)
-    control_env: str
-    control_updates: int
-    control_seeds: int
-    control_n_envs: int
-    control_sigma: float
-    control_reward_scale: float
-    control_gamma: float  # Our reading: Pendulum is usually trained with a short horizon
-    control_optimizer: str
-    control_lr: float
-
-
-_COMMON = dict(bandit_dims=(2, 3, 5), goal_angles=(0.0, 60.0, 90.0), clip_sigma=1.0,
-               half_width=1.5, gamma=0.99, value_coef=0.5, optimizers=("sgd", "adam"),
-               lr_grid_sgd=(0.01, 0.03, 0.1, 0.3), lr_grid_adam=(1e-4, 3e-4, 1e-3, 3e-3),
-               max_grad_norm=0.0, clip_mode="joint", control_batch=1.5,
-               control_env="Pendulum-v1", control_sigma=0.5, control_reward_scale=0.1,
-               control_gamma=0.9, control_optimizer="adam", control_lr=1e-3)
-
-CONFIGS = ScaleConfigs(
-    smoke=MarginalPGConfig(
-        bandit_seeds=3, bandit_samples=2_000, bandit_items=20, bandit_sigmas=(0.05, 1.0),
-        clip_locs=(-1.0, 0.0), step_size=0.1, goal_radius=0.1, max_episode_steps=100,
-        sigma=0.3, angle_sigma=0.3, seeds=2, dev_seeds=1, n_envs=8, n_steps=5, updates=30,
-        hidden=(16, 16), eval_points=2, eval_episodes=8, variance_states=4,
-        variance_rollout=4, variance_actions=16, curve_bins=6, control_updates=0,
-        control_seeds=0, control_n_envs=4, **{**_COMMON, "lr_grid_sgd": (0.1,),
-                                               "lr_grid_adam": (1e-3,)}),
-    tutorial=MarginalPGConfig(
-        bandit_seeds=5, bandit_samples=20_000, bandit_items=100,
-        bandit_sigmas=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
-        clip_locs=(-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
-        step_size=0.1, goal_radius=0.1, max_episode_steps=1000, sigma=0.3, angle_sigma=0.3,
-        seeds=5, dev_seeds=3, n_envs=16, n_steps=5, updates=600, hidden=(32, 32),
-        eval_points=6, eval_episodes=32, variance_states=16, variance_rollout=16,
-        variance_actions=64, curve_bins=16, control_updates=0, control_seeds=0,
-        control_n_envs=8, **_COMMON),
-    full=MarginalPGConfig(
-        bandit_seeds=10, bandit_samples=200_000, bandit_items=200,
-        bandit_sigmas=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
-        clip_locs=tuple(np.round(np.linspace(-2.5, 2.5, 21), 2).tolist()),
-        step_size=0.01, goal_radius=0.01, max_episode_steps=10_000, sigma=0.3,
-        angle_sigma=0.3, seeds=10, dev_seeds=3, n_envs=32, n_steps=10, updates=5_000,
-        hidden=(32, 32), eval_points=20, eval_episodes=64, variance_states=32,
-        variance_rollout=64, variance_actions=256, curve_bins=40, control_updates=8_000,
-        control_seeds=5, control_n_envs=16, **_COMMON),
-)
+__all__ = ["ALL_PLATFORM_METHODS", "CLAIMS", "CONFIGS", "POSITIVE_CONTROL", "MarginalPGConfig",
+           "claim_metrics", "run", "run_bandits", "run_control", "run_platform", "verdict_table"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,187 +147,24 @@ def run_bandits(cfg: MarginalPGConfig, seed: int = 0) -> dict[str, pd.DataFrame]
 
 
 def bandit_table(directional: pd.DataFrame, goal: float) -> pd.DataFrame:
-    """One goal's rows side by side: Monte Carlo ratio [95% interval], exact, limit, per
-    baseline, indexed by d and sigma / |mu|."""
+    """One goal's cases side by side, per baseline: the Monte Carlo ratio with its 95%
+    interval, the exact ratio and the concentrated limit, indexed by d and sigma / |mu|."""
     part = directional[directional["goal"] == goal]
     out = []
     for (d, sigma), g in part.groupby(["d", "sigma"]):
         row = {"d": d, "sigma / |mu|": sigma}
         for b, label in (("none", "not centred"), ("exact", "centred")):
             r = g[g["baseline"] == b].iloc[0]
-            row |= {f"{label}: ratio": r["ratio"], f"{label}: 95% lo": r["lo"],
-                    f"{label}: 95% hi": r["hi"], f"{label}: exact": r["exact"],
-                    f"{label}: limit": r["limit"]}
+            mc = f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+            row |= {f"{label}: Monte Carlo [95%]": mc, f"{label}: exact": round(r["exact"], 3),
+                    f"{label}: limit": round(r["limit"], 3)}
         out.append(row)
     return pd.DataFrame(out).set_index(["d", "sigma / |mu|"])
 
 
 # --------------------------------------------------------------------------------------------
-# Experiment 2: Platform2D with A2C
+# Experiment 2: Platform2D with A2C (the runs themselves are in training.py)
 # --------------------------------------------------------------------------------------------
-
-def platform_geometry(cfg: MarginalPGConfig) -> PlatformGeometry:
-    return PlatformGeometry(cfg.half_width, cfg.step_size, cfg.goal_radius)
-
-
-def _env_kwargs(cfg: MarginalPGConfig) -> dict[str, Any]:
-    return {"half_width": cfg.half_width, "step_size": cfg.step_size,
-            "goal_radius": cfg.goal_radius, "max_episode_steps": cfg.max_episode_steps}
-
-
-def lr_grid(cfg: MarginalPGConfig, optimizer: str) -> tuple[float, ...]:
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid ones are sgd, adam")
-    return cfg.lr_grid_sgd if optimizer == "sgd" else cfg.lr_grid_adam
-
-
-def a2c_settings(cfg: MarginalPGConfig, optimizer: str, lr: float, n_envs: int) -> A2CSettings:
-    """The A2C knobs of one run; weights are kept at ``eval_points`` evenly spaced updates."""
-    return A2CSettings(n_envs=n_envs, n_steps=cfg.n_steps, updates=cfg.updates,
-                       gamma=cfg.gamma, lr=lr, hidden=cfg.hidden, value_coef=cfg.value_coef,
-                       max_grad_norm=cfg.max_grad_norm, optimizer=optimizer,
-                       clip_mode=cfg.clip_mode,
-                       snapshot_every=max(1, cfg.updates // cfg.eval_points))
-
-
-def method_batch(cfg: MarginalPGConfig, method: str) -> int:
-    """Environment copies per update: ``n_envs``, or ``control_batch`` times it for the control."""
-    if method == POSITIVE_CONTROL:
-        return int(round(cfg.control_batch * cfg.n_envs))
-    if method not in PLATFORM_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid ones are "
-                         f"{', '.join(ALL_PLATFORM_METHODS)}")
-    return cfg.n_envs
-
-
-def probe_states(actor: torch.nn.Module, cfg: MarginalPGConfig,
-                 gen: torch.Generator) -> torch.Tensor:
-    """On-policy states: every state ``variance_states`` copies visit in ``variance_rollout``
-    steps from the start (capped by a dry run's step limit), step-major
-    (``index = step * copies + copy``), float64."""
-    head = DirectionalHead(cfg.sigma, 2, "marginal")
-    envs = make_platform_vector_env(cfg.variance_states, **_env_kwargs(cfg))
-    obs, _ = envs.reset(seed=0)
-    states = []
-    for _ in range(limit_steps(cfg.variance_rollout)):  # a dry run rolls out fewer steps
-        states.append(obs)
-        with torch.no_grad():
-            dist = head(actor(torch.as_tensor(obs, dtype=torch.float64)))
-            obs, *_ = envs.step(dist.env_action(dist.sample(generator=gen)).numpy())
-    return torch.as_tensor(np.concatenate(states), dtype=torch.float64)
-
-
-def probe_advantages(actor: torch.nn.Module, critic: torch.nn.Module, states: torch.Tensor,
-                     cfg: MarginalPGConfig, gen: torch.Generator
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loc, actions, advantages)``: ``variance_actions`` actions per state, each scored with
-    the critic's one-step advantage ``r + gamma (1 - terminal) V(s') - V(s)``."""
-    k = cfg.variance_actions
-    with torch.no_grad():
-        loc = actor(states)
-        a = loc[:, None] + cfg.sigma * torch.randn(len(states), k, 2, generator=gen,
-                                                   dtype=states.dtype)
-        s_rep = states[:, None].expand(-1, k, -1).reshape(-1, 2).numpy()
-        nxt, reward, terminated = platform_transition(s_rep, a.reshape(-1, 2).numpy(),
-                                                      platform_geometry(cfg))
-        v_next = critic(torch.as_tensor(nxt))[:, 0] * torch.as_tensor(~terminated)
-        adv = (torch.as_tensor(reward) + cfg.gamma * v_next).view(len(states), k) - critic(states)
-    return loc, a, adv
-
-
-def platform_gradient_variance(actor_state: dict[str, torch.Tensor],
-                               critic_state: dict[str, torch.Tensor], cfg: MarginalPGConfig,
-                               seed: int = 0) -> dict[str, Any]:
-    """Per-state variance of both estimators' actor-parameter gradients at one point of training.
-
-    States from ``probe_states``; at each, actions and the critic's advantages from
-    ``probe_advantages`` (``"critic"``), and the same advantages centred per state
-    (``"centred"``, ``method.centre_per_state``: free of the critic's offset). Keys
-    ``critic``/``centred`` (actor parameters) and ``loc_critic``/``loc_centred`` (the policy
-    mean) hold ``{"standard": [...], "marginal": [...]}``, one variance per state.
-    """
-    actor = tanh_mlp(2, 2, cfg.hidden).double()
-    actor.load_state_dict(actor_state)
-    critic = tanh_mlp(2, 1, cfg.hidden).double()
-    critic.load_state_dict(critic_state)
-    gen = make_generator(derive_seed(seed, "variance-probe"))
-    states = probe_states(actor, cfg, gen)
-    loc, actions, adv = probe_advantages(actor, critic, states, cfg, gen)
-    out: dict[str, Any] = {"mean_abs_loc": float(loc.norm(dim=-1).mean())}
-    for name, advantages in (("critic", adv), ("centred", centre_per_state(adv))):
-        for prefix, net in (("", actor), ("loc_", None)):
-            var = estimator_gradient_variance(net, states, actions, advantages, cfg.sigma,
-                                              loc=loc)
-            out[prefix + name] = {key: v.tolist() for key, v in var.items()}
-    return out
-
-
-def _as_list(x: np.ndarray) -> list[float]:
-    return [float(v) for v in x]
-
-
-def train_platform(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float,
-                   *, probe: bool = True, show_progress: bool | None = None) -> dict[str, Any]:
-    """A2C on Platform2D with one method, seed, optimizer and learning rate (no cache).
-
-    Returns the training episodes, the evaluation returns of the policy at ``eval_points``
-    evenly spaced updates and at the end (``eval_episodes`` episodes each, common random
-    numbers across methods), and, with ``probe``, the gradient-variance probes there.
-    """
-    n_envs = method_batch(cfg, method)
-    head = platform_head("Gaussian" if method == POSITIVE_CONTROL else method, cfg.sigma,
-                         cfg.angle_sigma)
-    envs = make_platform_vector_env(n_envs, **_env_kwargs(cfg))
-    settings = a2c_settings(cfg, optimizer, lr, n_envs)
-    result = train_a2c(envs, head, settings, seed, show_progress=show_progress,
-                       desc=f"Platform2D {method} {optimizer} seed {seed}")
-    final = {"update": result.updates, "env_steps": result.updates * n_envs * cfg.n_steps,
-             "actor": result.actor.state_dict(), "critic": result.critic.state_dict()}
-    points = []
-    for i, snap in enumerate([*result.snapshots, final]):
-        actor = tanh_mlp(2, head.loc_dim, cfg.hidden)
-        actor.load_state_dict(snap["actor"])
-        eval_envs = make_platform_vector_env(cfg.eval_episodes, **_env_kwargs(cfg))
-        returns = evaluate_policy(eval_envs, actor, head, derive_seed(seed, "evaluation", i),
-                                  max_steps=step_limit())
-        point = {"update": snap["update"], "env_steps": snap["env_steps"],
-                 "returns": _as_list(returns)}
-        if probe and method in ("APG", "Gaussian"):
-            point["probe"] = platform_gradient_variance(
-                {k: v.double() for k, v in snap["actor"].items()},
-                {k: v.double() for k, v in snap["critic"].items()}, cfg,
-                derive_seed(seed, snap["update"]))
-        points.append(point)
-    ep = result.episodes
-    return {"method": method, "seed": seed, "optimizer": optimizer, "lr": lr,
-            "copies": cfg.variance_states, "episode_env_steps": [int(e["env_steps"]) for e in ep],
-            "episode_returns": [float(e["return"]) for e in ep], "points": points,
-            "train_seconds": result.wall_time_s,
-            "total_env_steps": result.updates * n_envs * cfg.n_steps}
-
-
-_PLATFORM_FIELDS = ("half_width", "step_size", "goal_radius", "max_episode_steps", "sigma",
-                    "angle_sigma", "n_envs", "n_steps", "updates", "gamma", "hidden",
-                    "value_coef", "max_grad_norm", "clip_mode", "control_batch", "eval_points",
-                    "eval_episodes", "variance_states", "variance_rollout", "variance_actions")
-
-
-def _platform_key(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float,
-                  probe: bool) -> dict[str, Any]:
-    return {"config": {f: getattr(cfg, f) for f in _PLATFORM_FIELDS}, "method": method,
-            "seed": seed, "optimizer": optimizer, "lr": lr, "probe": probe}
-
-
-def platform_run(cfg: MarginalPGConfig, method: str, seed: int, optimizer: str, lr: float, *,
-                 probe: bool = True, cache: ArtifactCache | None = None,
-                 show_progress: bool | None = None) -> dict[str, Any]:
-    """``train_platform`` through the artifact cache (trained once, then loaded)."""
-    cache = cache or ArtifactCache()
-    return cache.get_or_create(
-        "marginal_pg-platform", _platform_key(cfg, method, seed, optimizer, lr, probe),
-        lambda: train_platform(cfg, method, seed, optimizer, lr, probe=probe,
-                               show_progress=show_progress))
-
 
 def evaluation_auc(run: dict[str, Any]) -> np.ndarray:
     """Per evaluation episode, its return averaged over the evaluation points (the area under
@@ -621,59 +346,6 @@ def probe_curves(runs: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Full scale: CAPG on a gymnasium classic-control task
 # --------------------------------------------------------------------------------------------
-
-def _control_envs(cfg: MarginalPGConfig, n: int):
-    import gymnasium as gym
-
-    scale = cfg.control_reward_scale
-    return gym.vector.SyncVectorEnv(
-        [lambda: gym.wrappers.TransformReward(gym.make(cfg.control_env), lambda r: scale * r)
-         for _ in range(n)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
-
-def train_control(cfg: MarginalPGConfig, method: str, seed: int = 0, *,
-                  show_progress: bool | None = None) -> dict[str, Any]:
-    """A2C with CAPG or the standard estimator on ``cfg.control_env`` (actions clipped);
-    the final policy is evaluated on ``eval_episodes`` episodes (common random numbers)."""
-    if method not in CONTROL_METHODS:
-        raise ValueError(f"unknown method {method!r}; valid ones are {', '.join(CONTROL_METHODS)}")
-    envs = _control_envs(cfg, cfg.control_n_envs)
-    space = envs.single_action_space
-    head = control_head(method, cfg.control_sigma, float(space.low[0]), float(space.high[0]),
-                        int(space.shape[0]))
-    settings = A2CSettings(n_envs=cfg.control_n_envs, n_steps=cfg.n_steps,
-                           updates=cfg.control_updates, gamma=cfg.control_gamma,
-                           lr=cfg.control_lr, hidden=cfg.hidden, value_coef=cfg.value_coef,
-                           max_grad_norm=cfg.max_grad_norm, optimizer=cfg.control_optimizer,
-                           clip_mode=cfg.clip_mode)
-    result = train_a2c(envs, head, settings, seed, show_progress=show_progress,
-                       desc=f"{cfg.control_env} {method} seed {seed}")
-    envs.close()
-    eval_envs = _control_envs(cfg, cfg.eval_episodes)
-    returns = evaluate_policy(eval_envs, result.actor, head, derive_seed(seed, "evaluation"),
-                              max_steps=step_limit())
-    eval_envs.close()
-    ep = result.episodes
-    scale = cfg.control_reward_scale
-    return {"method": method, "seed": seed,
-            "episode_env_steps": [int(e["env_steps"]) for e in ep],
-            "episode_returns": [float(e["return"]) / scale for e in ep],
-            "final_returns": _as_list(returns / scale), "train_seconds": result.wall_time_s,
-            "total_env_steps": result.updates * cfg.control_n_envs * cfg.n_steps}
-
-
-def control_run(cfg: MarginalPGConfig, method: str, seed: int = 0,
-                cache: ArtifactCache | None = None,
-                show_progress: bool | None = None) -> dict[str, Any]:
-    """``train_control`` through the artifact cache."""
-    fields = ("control_env", "control_sigma", "control_updates", "control_n_envs",
-              "control_reward_scale", "control_gamma", "control_optimizer", "control_lr",
-              "n_steps", "hidden", "value_coef", "max_grad_norm", "clip_mode", "eval_episodes")
-    key = {"config": {f: getattr(cfg, f) for f in fields}, "method": method, "seed": seed}
-    return (cache or ArtifactCache()).get_or_create(
-        "marginal_pg-control", key,
-        lambda: train_control(cfg, method, seed, show_progress=show_progress))
-
 
 def run_control(cfg: MarginalPGConfig, seed: int = 0, cache: ArtifactCache | None = None,
                 show_progress: bool | None = None) -> dict[str, list[dict[str, Any]]]:
