@@ -33,12 +33,14 @@ def bandit_figure(table: pd.DataFrame) -> plt.Figure:
                     label=f"d={d}, {_BASELINE_LABEL[baseline]}")
             ax.axhline(g["limit"].iloc[0], color=color, ls=":", lw=0.8)
         ax.set_xscale("log")
-        small = part[part["sigma"] == part["sigma"].min()]
-        title = ", ".join(f"{b}: {r:.2f}" for b, r in
-                          small[small.d == 2].set_index("baseline")["ratio"].items())
-        finding_axes(ax, title=f"goal {goal:.0f} deg from the mean; d=2 at smallest sigma: "
-                     f"{title}", xlabel="sigma / |mu| (log scale)",
-                     ylabel="Var(marginal) / Var(standard)", legend=goal == goals[0])
+        small = part[(part["sigma"] == part["sigma"].min()) & (part["d"] == 2)]
+        ratio = small.set_index("baseline")["ratio"]
+        finding_axes(ax, title=f"goal {goal:.0f} deg from the mean; d=2, smallest sigma:\n"
+                     f"not centred {ratio['none']:.2f}, centred {ratio['exact']:.2f}",
+                     xlabel="sigma / |mu| (log scale)",
+                     ylabel="Var(marginal) / Var(standard)", legend=False)
+    axes = np.atleast_1d(axes)
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -76,7 +78,7 @@ def returns_figure(platform: dict[str, Any], max_return: float) -> plt.Figure:
         ax.axhline(max_return, color="k", ls=":", lw=1, label="maximum return")
         last = curves[curves["update"] == curves["update"].max()]
         final = last.groupby("method", sort=False)["return"].mean()
-        finding_axes(ax, title=f"{optimizer.upper()}: final return " + ", ".join(
+        finding_axes(ax, title=f"{optimizer.upper()}, final return:\n" + ", ".join(
             f"{m} {v:.2f}" for m, v in final.items()), xlabel="A2C updates",
             ylabel="evaluation return (distance gained)")
     fig.tight_layout()
