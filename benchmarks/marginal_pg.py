@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lib.papers import marginal_pg as mpg
-from lib.rl import A2CSettings, make_platform_vector_env, train_a2c
+from lib.rl import ESTIMATORS, A2CSettings, DirectionalHead, make_platform_vector_env, train_a2c
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -42,8 +42,8 @@ def main() -> None:
     loc = torch.randn(80, 2, requires_grad=True)
     a = loc.detach() + 0.3 * torch.randn(80, 2)
     a[:8] = -3 * loc.detach()[:8]  # a few directions opposite the mean: the continued fraction
-    for estimator in mpg.ESTIMATORS:
-        head = mpg.DirectionalHead(0.3, 2, estimator)
+    for estimator in ESTIMATORS:
+        head = DirectionalHead(0.3, 2, estimator)
 
         def step(head=head):
             for _ in range(100):
@@ -60,7 +60,8 @@ def main() -> None:
         envs = make_platform_vector_env(cfg.n_envs, step_size=cfg.step_size,
                                         goal_radius=cfg.goal_radius,
                                         max_episode_steps=cfg.max_episode_steps)
-        settings = A2CSettings(n_envs=cfg.n_envs, n_steps=cfg.n_steps, updates=100, lr=cfg.lr)
+        settings = A2CSettings(n_envs=cfg.n_envs, n_steps=cfg.n_steps, updates=100,
+                               optimizer="sgd", lr=0.1)
         head = mpg.platform_head(method, cfg.sigma, cfg.angle_sigma)
         result = train_a2c(envs, head, settings, 0, show_progress=False)
         print(f"A2C on Platform2D, {method:8s}: {100 / result.wall_time_s:6.1f} updates / s "

@@ -1,4 +1,5 @@
-"""lib.rl: Platform2D (checked by gymnasium), its native vector env, policies and A2C pieces."""
+"""lib.rl: Platform2D (checked by gymnasium), its native vector env, policies and A2C: the update
+against gradients written out by hand, the critic trained, clipping, evaluation pairing."""
 
 import math
 import warnings
@@ -14,9 +15,15 @@ from lib.rl import (
     START,
     A2CSettings,
     AngleHead,
+    ClippedHead,
+    DirectionalHead,
     GaussianHead,
     Platform2D,
     PlatformGeometry,
+    Rollout,
+    a2c_update,
+    evaluate_policy,
+    make_optimizer,
     make_platform_vector_env,
     nstep_returns,
     potential,
@@ -214,3 +221,168 @@ def test_goal_and_start_are_the_papers():
     np.testing.assert_array_equal(START, [-1.0, -1.0])
     np.testing.assert_array_equal(GOAL, [1.0, 1.0])
     assert abs(PlatformGeometry(goal_radius=0.1).max_return - (2 * math.sqrt(2) - 0.1)) < 1e-12
+
+
+# ------------------------------------------------------------------ A2C: the update itself
+
+
+def _angular_log_density_by_quadrature(x: np.ndarray, loc: np.ndarray, sigma: float) -> float:
+    """log f(x) of a / |a|, a ~ N(loc, sigma^2 I) in R^2, by integrating the Gaussian density
+    along the ray: f(x) = int_0^inf N(r x; loc, sigma^2 I) r dr (independent of lib.rl)."""
+    from scipy import integrate, stats
+
+    def integrand(r):
+        return stats.multivariate_normal.pdf(r * x, loc, sigma**2 * np.eye(2)) * r
+
+    return math.log(integrate.quad(integrand, 0, np.inf, epsabs=1e-14, epsrel=1e-12)[0])
+
+
+def _oracle_score(kind: str, action: np.ndarray, loc: np.ndarray, sigma: float) -> np.ndarray:
+    """grad_loc log p(action) by central differences of an independent log-density."""
+    from scipy import stats
+
+    def log_p(m):
+        if kind == "angular":
+            return _angular_log_density_by_quadrature(action / np.linalg.norm(action), m, sigma)
+        if kind == "clipped":  # clip to [-1, 1], coordinates independent
+            y = np.clip(action, -1.0, 1.0)
+            return sum(stats.norm.logcdf(-1.0, mi, sigma) if yi <= -1 else
+                       stats.norm.logsf(1.0, mi, sigma) if yi >= 1 else
+                       stats.norm.logpdf(yi, mi, sigma) for yi, mi in zip(y, m, strict=True))
+        return stats.multivariate_normal.logpdf(action, m, sigma**2 * np.eye(len(m)))
+
+    h = 1e-5
+    return np.array([(log_p(loc + h * e) - log_p(loc - h * e)) / (2 * h) for e in np.eye(len(loc))])
+
+
+def _linear_nets(seed: int):
+    torch.manual_seed(seed)
+    actor, critic = torch.nn.Linear(2, 2).double(), torch.nn.Linear(2, 1).double()
+    return actor, critic
+
+
+@pytest.mark.parametrize("kind, head", [
+    ("angular", DirectionalHead(0.6, 2, "marginal")),
+    ("gaussian", DirectionalHead(0.6, 2, "standard")),
+    ("clipped", ClippedHead(0.6, -1.0, 1.0, 2, "marginal")),
+    ("gaussian", ClippedHead(0.6, -1.0, 1.0, 2, "standard")),
+])
+def test_a2c_update_is_one_sgd_step_on_the_hand_computed_actor_and_critic_gradients(kind, head):
+    """Linear actor loc = W s + b and critic v = c's + c0, plain SGD, no clipping: the new
+    weights are the old minus lr times the A2C gradients written out by hand, with the score
+    of an independent log-density (quadrature along the ray for APG, scipy for CAPG)."""
+    actor, critic = _linear_nets(0)
+    gen = torch.Generator().manual_seed(1)
+    obs = torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    actions = 1.5 * torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    returns = torch.randn(6, generator=gen, dtype=torch.float64)
+    settings = A2CSettings(n_envs=6, n_steps=1, lr=0.05, optimizer="sgd", value_coef=0.7)
+    before = [p.detach().clone() for p in (*actor.parameters(), *critic.parameters())]
+    a2c_update(actor, critic, head, make_optimizer(actor, critic, settings),
+               Rollout(obs, actions, returns), settings)
+    w, b, c, c0 = (p.numpy() for p in before)
+    s, a, r = obs.numpy(), actions.numpy(), returns.numpy()
+    adv = r - (s @ c.T + c0)[:, 0]
+    scores = np.stack([_oracle_score(kind, a[t], w @ s[t] + b, 0.6) for t in range(6)])
+    grad_w = -(adv[:, None, None] * scores[:, :, None] * s[:, None, :]).mean(0)
+    grad_b = -(adv[:, None] * scores).mean(0)
+    grad_c = -2 * settings.value_coef * (adv[:, None] * s).mean(0, keepdims=True)
+    grad_c0 = -2 * settings.value_coef * adv.mean(keepdims=True)
+    for p, old, g in zip((*actor.parameters(), *critic.parameters()), (w, b, c, c0),
+                         (grad_w, grad_b, grad_c, grad_c0), strict=True):
+        np.testing.assert_allclose(p.detach().numpy(), old - settings.lr * g, rtol=1e-6,
+                                   atol=1e-8)
+
+
+@pytest.mark.parametrize("clip_mode", ["joint", "separate"])
+def test_gradient_norm_clipping_joint_or_per_network(clip_mode):
+    actor, critic = _linear_nets(2)
+    gen = torch.Generator().manual_seed(3)
+    batch = Rollout(torch.randn(8, 2, generator=gen, dtype=torch.float64),
+                    torch.randn(8, 2, generator=gen, dtype=torch.float64),
+                    10 * torch.randn(8, generator=gen, dtype=torch.float64))
+    free = A2CSettings(n_envs=8, n_steps=1, lr=1.0, optimizer="sgd")
+    clipped = A2CSettings(n_envs=8, n_steps=1, lr=1.0, optimizer="sgd", max_grad_norm=0.1,
+                          clip_mode=clip_mode)
+    steps = {}
+    for name, settings in (("free", free), ("clipped", clipped)):
+        a, c = _linear_nets(2)
+        start = [p.detach().clone() for p in (*a.parameters(), *c.parameters())]
+        a2c_update(a, c, GaussianHead(0.5, 2), make_optimizer(a, c, settings), batch, settings)
+        steps[name] = [s - p.detach() for s, p in zip(start, (*a.parameters(), *c.parameters()),
+                                                      strict=True)]
+    norm = lambda ts: torch.sqrt(sum((t**2).sum() for t in ts)).item()  # noqa: E731
+    if clip_mode == "joint":
+        assert abs(norm(steps["clipped"]) - 0.1) < 1e-6  # clip_grad_norm_ adds 1e-6
+        scale = 0.1 / norm(steps["free"])
+        for f, g in zip(steps["free"], steps["clipped"], strict=True):
+            torch.testing.assert_close(g, scale * f, rtol=1e-5, atol=1e-9)
+    else:
+        assert abs(norm(steps["clipped"][:2]) - 0.1) < 1e-6
+        assert abs(norm(steps["clipped"][2:]) - 0.1) < 1e-6
+
+
+class _ConstantReward(gym.Env):
+    """Observation 0, reward 1 every step, never ends: V = 1 / (1 - gamma)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, False, False, {}
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 3e-2), ("sgd", 5e-2)])
+def test_train_a2c_trains_the_critic_to_the_discounted_value(optimizer, lr):
+    """A critic left at initialisation (the public code's A2C) stays near 0, not 2."""
+    envs = gym.vector.SyncVectorEnv([_ConstantReward] * 4,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    settings = A2CSettings(n_envs=4, n_steps=4, updates=300, gamma=0.5, lr=lr, hidden=(8,),
+                           optimizer=optimizer)
+    result = train_a2c(envs, GaussianHead(0.3, 1), settings, seed=0, show_progress=False)
+    with torch.no_grad():
+        value = result.critic(torch.zeros(1, 1)).item()
+    assert abs(value - 2.0) < 0.1
+    assert result.losses[-1]["critic"] < 0.01 < result.losses[0]["critic"]
+
+
+def test_train_a2c_obeys_the_dry_run_step_limit(monkeypatch):
+    monkeypatch.setenv("BOOK_MAX_STEPS", "3")
+    result = train_a2c(_bandit_envs(2), GaussianHead(0.3, 1),
+                       A2CSettings(n_envs=2, n_steps=1, updates=50, hidden=(4,)), seed=0,
+                       show_progress=False)
+    assert result.updates == 3 and len(result.losses) == 3
+
+
+def test_evaluate_policy_pairs_episodes_by_common_random_numbers():
+    actor = torch.nn.Linear(2, 2)
+    torch.nn.init.zeros_(actor.weight)
+    with torch.no_grad():
+        actor.bias.copy_(torch.tensor([0.3, 0.2]))
+
+    def evaluate(head, seed):
+        envs = make_platform_vector_env(6, step_size=0.2, goal_radius=0.2, max_episode_steps=40)
+        return evaluate_policy(envs, actor, head, seed)
+
+    marginal = evaluate(DirectionalHead(0.5, 2, "marginal"), 7)
+    # the same policy under the other estimator, same seed: the same actions, episode by episode
+    np.testing.assert_array_equal(marginal, evaluate(DirectionalHead(0.5, 2, "standard"), 7))
+    assert not np.array_equal(marginal, evaluate(DirectionalHead(0.5, 2, "marginal"), 8))
+    # a nearly deterministic policy straight at the goal reaches it in every copy
+    with torch.no_grad():
+        actor.bias.copy_(torch.tensor([5.0, 5.0]))
+    best = evaluate(DirectionalHead(1e-3, 2, "marginal"), 0)
+    assert np.all(best >= PlatformGeometry(step_size=0.2, goal_radius=0.2).max_return)
+
+
+def test_a2c_settings_reject_unknown_optimizers_and_clip_modes():
+    with pytest.raises(ValueError, match="valid ones are sgd, adam"):
+        A2CSettings(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="valid ones are joint, separate"):
+        A2CSettings(clip_mode="global")
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        A2CSettings(max_grad_norm=-1.0)

@@ -5,17 +5,32 @@ A policy head turns the actor's output ``loc`` into a distribution object with t
 policy-gradient loss differentiates, and ``env_action(action)`` is the transformation ``T``
 applied before the environment sees the action (identity, clipping, a direction...).
 The scale is fixed (not learned), as in Eisenach et al. (2019).
+
+When the environment sees only ``T(a)``, two estimators of the policy gradient use the same
+policy and the same actions: the *standard* one differentiates ``log pi(a)``, the *marginal*
+one (Eisenach et al. 2019) the log-density of the law of ``T(a)`` at ``T(a)``: the angular
+Gaussian for directions (APG, ``lib.rl.angular``), the clipped Gaussian for a box (CAPG,
+``lib.rl.clipped``). ``DirectionalGaussianPolicy`` and ``ClippedGaussianPolicy`` take the
+estimator as an argument, so that the two differ in nothing else.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.distributions import Distribution, constraints
 
+from .angular import angular_gaussian_log_prob, angular_gaussian_score_isotropic
+from .clipped import _check_bounds, clipped_gaussian_log_prob, clipped_gaussian_score_loc
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+Estimator = Literal["standard", "marginal"]
+#: The two estimators a policy with a transformed action can feed to the policy gradient.
+ESTIMATORS = ("standard", "marginal")
 
 
 def _check_scale(scale: float) -> float:
@@ -91,3 +106,101 @@ class AngleHead:
 
     def __call__(self, loc: torch.Tensor) -> AngleGaussianPolicy:
         return AngleGaussianPolicy(loc, self.scale)
+
+
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; valid ones are {', '.join(ESTIMATORS)}")
+
+
+class DirectionalGaussianPolicy(DiagonalGaussianPolicy):
+    """``a ~ N(loc, scale^2 I)``, the environment sees ``T(a) = a / |a|``.
+
+    ``log_prob(a)`` is ``log N(a)`` for the ``standard`` estimator and the angular Gaussian
+    ``log f(a / |a|)`` for the ``marginal`` one (APG): same actions, same policy, the loss
+    differs only in which density it differentiates.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: float, estimator: Estimator = "marginal"):
+        _check_estimator(estimator)
+        super().__init__(loc, scale)
+        self.estimator = estimator
+
+    def env_action(self, value: torch.Tensor) -> torch.Tensor:
+        return value / value.norm(dim=-1, keepdim=True)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.estimator == "standard":
+            return super().log_prob(value)
+        return angular_gaussian_log_prob(self.env_action(value), self.loc, self.scale)
+
+    def score_loc(self, value: torch.Tensor) -> torch.Tensor:
+        if self.estimator == "standard":
+            return super().score_loc(value)
+        return angular_gaussian_score_isotropic(self.env_action(value), self.loc, self.scale)
+
+
+class ClippedGaussianPolicy(DiagonalGaussianPolicy):
+    """``a ~ N(loc, scale^2 I)``, the environment sees ``clip(a, low, high)``.
+
+    ``log_prob(a)`` is ``log N(a)`` (``standard``) or the CAPG log-probability of the clipped
+    action (``marginal``), summed over coordinates.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: float, low: float, high: float,
+                 estimator: Estimator = "marginal"):
+        _check_estimator(estimator)
+        _check_bounds(low, high)
+        super().__init__(loc, scale)
+        self.low, self.high, self.estimator = low, high, estimator
+
+    def env_action(self, value: torch.Tensor) -> torch.Tensor:
+        return value.clamp(self.low, self.high)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.estimator == "standard":
+            return super().log_prob(value)
+        return clipped_gaussian_log_prob(self.env_action(value), self.loc, self.scale,
+                                         self.low, self.high).sum(-1)
+
+    def score_loc(self, value: torch.Tensor) -> torch.Tensor:
+        if self.estimator == "standard":
+            return super().score_loc(value)
+        return clipped_gaussian_score_loc(self.env_action(value), self.loc, self.scale,
+                                          self.low, self.high)
+
+
+@dataclass(frozen=True)
+class DirectionalHead:
+    """Policy head ``loc -> DirectionalGaussianPolicy`` (``loc_dim`` = the dimension d)."""
+
+    scale: float
+    loc_dim: int = 2
+    estimator: Estimator = "marginal"
+
+    def __post_init__(self):
+        _check_estimator(self.estimator)
+        _check_scale(self.scale)
+
+    def __call__(self, loc: torch.Tensor) -> DirectionalGaussianPolicy:
+        return DirectionalGaussianPolicy(loc, self.scale, self.estimator)
+
+
+@dataclass(frozen=True)
+class ClippedHead:
+    """Policy head ``loc -> ClippedGaussianPolicy``."""
+
+    scale: float
+    low: float
+    high: float
+    loc_dim: int = 1
+    estimator: Estimator = "marginal"
+
+    def __post_init__(self):
+        _check_estimator(self.estimator)
+        _check_bounds(self.low, self.high)
+        _check_scale(self.scale)
+
+    def __call__(self, loc: torch.Tensor) -> ClippedGaussianPolicy:
+        return ClippedGaussianPolicy(loc, self.scale, self.low, self.high, self.estimator)
+
