@@ -202,7 +202,8 @@ def test_the_record_carries_every_claims_metrics():
     table = ex.comparison(cfg, runs, {"ratio": ratios})
     assert all(row["met_budget"] for row in table["rows"])
     iv = table["intervals"]["acc_ecc_vs_uniform_30"]
-    a = np.stack([r["correct"].numpy() for r in runs if r["method"] == "ecc" and r["budget"] == 0.3])
+    a = np.stack([r["correct"].numpy() for r in runs
+                  if r["method"] == "ecc" and r["budget"] == 0.3])
     b = np.stack([r["correct"].numpy() for r in runs
                   if r["method"] == "uniform" and r["budget"] == 0.3])
     assert iv.estimate == pytest.approx(a.mean() - b.mean()) and iv.n_seeds == 3
