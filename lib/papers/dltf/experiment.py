@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator
+from lib.core import ArtifactCache, ScaleConfigs, derive_seed, limit_steps, make_generator
 from lib.core.claims import Claim
+from lib.core.limits import step_limit
 from lib.vision import patches as vpatches
 
 from .method import (
@@ -118,13 +119,14 @@ def support_recovery_curve(dictionaries: dict[str, torch.Tensor], ks: tuple[int,
                            seed: int) -> list[dict[str, Any]]:
     """For each dictionary and sparsity k: the measured exact-recovery rate of thresholding
     (some lambda recovers the support) and the rates at which the sufficient conditions
-    hold: (R) with the (k,2)-coherence, and its mutual-coherence version."""
+    hold: (R) with the (k,2)-coherence, and its mutual-coherence version. A dry run
+    (``BOOK_MAX_STEPS``) draws ``limit_steps(trials)`` codes per k."""
     rows = []
     for name, D in dictionaries.items():
         D = normalize_atoms(D.to(torch.float64).cpu())
         mu1 = k2_coherence(D, 1)
         for k in ks:
-            z = random_sparse_codes(trials, D.shape[1], k, code_range,
+            z = random_sparse_codes(limit_steps(trials), D.shape[1], k, code_range,
                                     derive_seed(seed, "codes", k))
             muk = k2_coherence(D, k)
             lo, hi = recovery_interval(muk, z)
@@ -157,7 +159,9 @@ def learn_mbdl(X: torch.Tensor, n_atoms: int, *, alpha: float, steps: int, batch
     from sklearn.exceptions import ConvergenceWarning
 
     Xn = X.to(torch.float64).numpy()
-    epochs = max(1, math.ceil(steps * batch / len(Xn)))
+    if step_limit() is not None:    # a dry run: about limit_steps(steps) mini-batches in all
+        Xn = Xn[:max(n_atoms, limit_steps(steps) * batch)]
+    epochs = max(1, math.ceil(limit_steps(steps) * batch / len(Xn)))
     model = MiniBatchDictionaryLearning(n_components=n_atoms, alpha=alpha, batch_size=batch,
                                         max_iter=epochs, tol=0.0, max_no_improvement=None,
                                         fit_algorithm="cd", random_state=seed % 2**31)
@@ -302,6 +306,9 @@ def digits_accuracy(dictionaries: dict[str, torch.Tensor], lambdas: tuple[float,
                     seed: int = 0) -> list[dict[str, Any]]:
     """Test accuracy of a linear classifier (standardised multinomial logistic regression)
     on thresholded features, for each dictionary and lambda; plus raw pixels."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -310,8 +317,11 @@ def digits_accuracy(dictionaries: dict[str, torch.Tensor], lambdas: tuple[float,
 
     @single_threaded()
     def accuracy(ftr: np.ndarray, fte: np.ndarray) -> float:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0))
-        clf.fit(ftr, data["y_train"])
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=limit_steps(3000), C=1.0))
+        with warnings.catch_warnings():
+            if step_limit() is not None:    # a dry run stops lbfgs early, by design
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(ftr, data["y_train"])
         return float(clf.score(fte, data["y_test"]))
 
     rows = [{"dictionary": "raw pixels", "lambda": 0.0, "nonzero fraction": 1.0,
@@ -333,7 +343,7 @@ def digits_accuracy(dictionaries: dict[str, torch.Tensor], lambdas: tuple[float,
 def _threshold_denoiser(D: torch.Tensor, lam: float, gain: float, scale: float):
     def denoise(centered: np.ndarray) -> np.ndarray:
         Y = torch.tensor(centered / scale)
-        return (gain * thresholded_feature(D, Y, lam) @ D.T).numpy() * scale
+        return (thresholded_feature(D, Y, lam) @ D.T).mul_(gain * scale).numpy()
     return denoise
 
 
@@ -345,7 +355,8 @@ def denoising_psnr(dictionaries: dict[str, torch.Tensor], cfg: DltfConfig,
 
     For each dictionary and lambda the gain ``g`` is the least-squares scalar from noisy to
     clean training patches. lambda is chosen on a validation image (half size) and the
-    chosen (lambda, g) is reported on the test image; neither image is used in training."""
+    chosen (lambda, g) is reported on the test image; neither image is used in training.
+    A dry run (``BOOK_MAX_STEPS``) validates the first ``limit_steps`` factors only."""
     train = patch_training_data(cfg, seed)
     X, scale = train["X"][:10000], train["scale"]
     g = make_generator(derive_seed(seed, "denoise", "train-noise"))
@@ -359,7 +370,7 @@ def denoising_psnr(dictionaries: dict[str, torch.Tensor], cfg: DltfConfig,
         images[role] = (clean, clean + cfg.denoise_sigma * rng.standard_normal(clean.shape))
     rows, best = [], {}
     for dname, D in dictionaries.items():
-        for factor in cfg.denoise_factors:
+        for factor in cfg.denoise_factors[:limit_steps(len(cfg.denoise_factors))]:
             lam = factor * cfg.denoise_sigma / scale
             R = thresholded_feature(D, noisy_X, lam) @ D.T
             gain = float(reconstruction_gain(X, R))
@@ -387,7 +398,7 @@ def denoise_image(D: torch.Tensor, noisy: np.ndarray, lam: float, gain: float, s
 def _best_time(fn, repeats: int, *args) -> tuple[float, Any]:
     """Best wall time of ``fn(*args)`` over ``repeats`` calls, and its result."""
     best, out = math.inf, None
-    for _ in range(repeats):
+    for _ in range(limit_steps(repeats)):
         start = time.perf_counter()
         out = fn(*args)
         best = min(best, time.perf_counter() - start)
