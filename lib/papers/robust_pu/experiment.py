@@ -5,13 +5,14 @@ figures, and the claim. The algorithm is in ``method.py``; the tables and their 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed
 from lib.core.claims import Claim
+from lib.core.limits import limit_steps, step_limit
 from lib.core.progress import progress
 from lib.tabular import pu_data
 from lib.tabular.pu_baselines import ElkanNotoClassifier, NNPUClassifier, l1_logistic
@@ -313,6 +314,29 @@ def _cached_point(cache_dir: str, cfg: RobustPUConfig, dataset: str, axis: str, 
         "robust-pu-point", key, lambda: evaluate_point(cfg, dataset, axis, value, seed, params))
 
 
+def dry_run_config(cfg: RobustPUConfig) -> RobustPUConfig:
+    """``cfg`` itself, or under a dry run's step limit (``BOOK_MAX_STEPS`` = N) the same
+    experiment with every repetition capped: N evaluation and tuning splits, N (at least 2)
+    validation folds, the first N values of each axis and of each hyperparameter grid (the
+    solver's alternations and nnPU's epochs are capped where they loop). Every table and
+    method still runs, tuned by PU validation."""
+    if step_limit() is None:
+        return cfg
+
+    def first(values: tuple) -> tuple:
+        return tuple(values[:limit_steps(len(values))])
+
+    return replace(cfg, n_seeds=limit_steps(cfg.n_seeds),
+                   n_tune_seeds=limit_steps(cfg.n_tune_seeds),
+                   cv_folds=max(2, limit_steps(cfg.cv_folds)),
+                   outlier_fractions=first(cfg.outlier_fractions),
+                   noise_features=first(cfg.noise_features),
+                   unlabeled_ratios=first(cfg.unlabeled_ratios), loss_grid=first(cfg.loss_grid),
+                   l2_grid=first(cfg.l2_grid), l1_alpha_grid=first(cfg.l1_alpha_grid),
+                   elkan_noto_alpha_grid=first(cfg.elkan_noto_alpha_grid),
+                   nnpu_weight_decay_grid=first(cfg.nnpu_weight_decay_grid))
+
+
 def run(cfg: RobustPUConfig, seed: int = 0, *, cache: ArtifactCache | None = None,
         show_progress: bool | None = None) -> dict[str, Any]:
     """Every point of every axis of every table, tuned and evaluated (cached as one
@@ -327,6 +351,7 @@ def run(cfg: RobustPUConfig, seed: int = 0, *, cache: ArtifactCache | None = Non
     from joblib import Parallel, delayed
 
     cache = cache or ArtifactCache()
+    cfg = dry_run_config(cfg)
 
     def build() -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -351,7 +376,8 @@ def run(cfg: RobustPUConfig, seed: int = 0, *, cache: ArtifactCache | None = Non
 
 
 def run_is_cached(cfg: RobustPUConfig, seed: int = 0, cache: ArtifactCache | None = None) -> bool:
-    return (cache or ArtifactCache()).contains("robust-pu-sweeps", {"config": cfg, "seed": seed},
+    return (cache or ArtifactCache()).contains("robust-pu-sweeps",
+                                               {"config": dry_run_config(cfg), "seed": seed},
                                                code=[run])
 
 

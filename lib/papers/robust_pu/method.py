@@ -53,6 +53,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from lib.core.limits import limit_steps
 from lib.tabular.pu_baselines import pu_labels
 
 LOSSES = ("square", "squared_hinge", "logistic")
@@ -251,11 +252,11 @@ def fit_robust_pu_auc(Xp: np.ndarray, Xu: np.ndarray, *, loss: str = "square",
     step_kw = dict(loss=loss, l2=l2, selection=selection, budget=budget, alpha=alpha)
     # 1. warm start with every labeled positive kept
     w, eta, p = np.zeros(d), step_size, np.ones(n_pos)
-    for _ in range(warm_steps):
+    for _ in range(limit_steps(warm_steps)):      # a dry run's step limit caps every loop
         w, eta = w_step(w, Xp, Xu, p, eta=eta, **step_kw)
     history: list[dict[str, Any]] = []
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, limit_steps(max_iter) + 1):
         # 2. p-step: keep the n+ - K positives of smallest pair loss
         _, per_pos = full_objective(w, p)
         p_new = select_inliers(per_pos, n_pos - n_outliers)
@@ -263,7 +264,7 @@ def fit_robust_pu_auc(Xp: np.ndarray, Xu: np.ndarray, *, loss: str = "square",
         p = p_new
         history.append({"iter": n_iter, "half": "p", "objective": full_objective(w, p)[0]})
         # 3. w-step: projected gradient steps with p fixed
-        for _ in range(inner_steps):
+        for _ in range(limit_steps(inner_steps)):
             w, eta = w_step(w, Xp, Xu, p, eta=eta, **step_kw)
         value = full_objective(w, p)[0]
         history.append({"iter": n_iter, "half": "w", "objective": value})
