@@ -73,6 +73,7 @@ import numpy as np
 import torch
 
 from lib.core import limit_steps, make_generator, progress
+from lib.sparse.projections import soft_threshold  # the library's one soft threshold
 
 from .task import single_threaded
 
@@ -98,16 +99,6 @@ def _check_lam(lam: float) -> float:
 # --------------------------------------------------------------------------------------
 # 1. The thresholded feature
 # --------------------------------------------------------------------------------------
-
-def soft_threshold(c: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
-    """``S_lambda(c) = sign(c) max(|c| - lambda, 0)``, elementwise.
-
-    A scalar ``lambda`` goes through torch's fused ``softshrink`` (the same values, one pass
-    over memory: the denoising experiment thresholds 65M-entry feature matrices)."""
-    if not isinstance(lam, torch.Tensor):
-        return torch.nn.functional.softshrink(c, float(lam))
-    return torch.sign(c) * (c.abs() - lam).clamp(min=0)
-
 
 def thresholded_feature(D: torch.Tensor, X: torch.Tensor, lam: float) -> torch.Tensor:
     """``z = S_lambda(D' x)`` for every row ``x`` of ``X`` (``X``: N x n, ``D``: n x m)."""

@@ -54,6 +54,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lib.core.limits import limit_steps
+from lib.sparse.projections import soft_threshold  # the library's one soft threshold
 from lib.tabular.pu_baselines import pu_labels
 
 LOSSES = ("square", "squared_hinge", "logistic")
@@ -165,11 +166,6 @@ def hard_threshold(w: np.ndarray, budget: int) -> np.ndarray:
     out = np.zeros_like(w)
     out[keep] = w[keep]
     return out
-
-
-def soft_threshold(w: np.ndarray, t: float) -> np.ndarray:
-    """The proximal map of ``t ||w||_1``."""
-    return np.sign(w) * np.maximum(np.abs(w) - t, 0.0)
 
 
 def select_inliers(per_positive: np.ndarray, n_keep: int) -> np.ndarray:
