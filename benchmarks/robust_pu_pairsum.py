@@ -1,4 +1,4 @@
-"""Time the pairwise AUC sums of lib/papers/robust_pu.py: fast paths vs the n+ x n_u matrix.
+"""Time the pairwise AUC sums of lib/papers/robust_pu/method.py: fast paths vs the n+ x n_u matrix.
 
     python benchmarks/robust_pu_pairsum.py [--sizes 1000 10000 100000]
 

@@ -300,3 +300,62 @@ def test_denoising_and_digits_pipelines_on_a_tiny_config():
     acc = dltf.digits_accuracy({"MBDL (scikit-learn)": D["random"]}, (0.1,), seed=0)
     assert acc[0]["dictionary"] == "raw pixels" and acc[0]["accuracy"] > 0.9
     assert 0.7 < acc[1]["accuracy"] <= 1.0 and 0 < acc[1]["nonzero fraction"] < 1
+
+
+def test_support_recovery_curve_against_direct_computation():
+    """The identity recovers every support (mu_k = 0, both conditions hold); for a random
+    dictionary the measured rate is thresholding_recovers_support on the same codes, and the
+    sufficient condition (R) never holds where recovery fails."""
+    from lib.core import derive_seed
+
+    n, ks, trials, code_range, seed = 12, (1, 2, 4), 200, (1.0, 2.0), 5
+    rand = dltf.random_dictionary(n, 24, seed=1)
+    rows = dltf.support_recovery_curve({"identity": torch.eye(n, dtype=torch.float64),
+                                        "random": rand}, ks, trials, code_range, seed)
+    assert [(r["dictionary"], r["k"]) for r in rows] == [(d, k) for d in ("identity", "random")
+                                                         for k in ks]
+    for r in rows[:3]:
+        assert r["mu_k"] == 0.0
+        assert r["measured"] == r["condition (k,2)"] == r["condition mutual"] == 1.0
+    for r, k in zip(rows[3:], ks, strict=True):
+        z = dltf.random_sparse_codes(trials, 24, k, code_range, derive_seed(seed, "codes", k))
+        ok = dltf.thresholding_recovers_support(rand, z)
+        assert r["measured"] == pytest.approx(float(ok.float().mean()), abs=1e-12)
+        assert r["mu_k"] == pytest.approx(dltf.k2_coherence(rand, k), abs=1e-12)
+        lo, hi = dltf.recovery_interval(r["mu_k"], z)
+        assert not bool(((lo < hi) & ~ok).any())
+        assert r["condition mutual"] <= r["condition (k,2)"] + 1e-12 <= r["measured"] + 1e-12
+    assert rows[3]["measured"] > rows[5]["measured"]     # harder with more nonzeros
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_learn_mbdl_is_scikit_learns_dictionary_learning_with_unit_atoms():
+    """The baseline is scikit-learn's MiniBatchDictionaryLearning itself, atoms normalised;
+    it reconstructs its training signals by lasso coding far better than random atoms."""
+    from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
+
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.normal(size=(400, 10)) @ rng.normal(size=(10, 16)))
+    out = dltf.learn_mbdl(X, 20, alpha=0.1, steps=20, batch=50, seed=3)
+    ref = MiniBatchDictionaryLearning(n_components=20, alpha=0.1, batch_size=50, max_iter=3,
+                                      tol=0.0, max_no_improvement=None, fit_algorithm="cd",
+                                      random_state=3).fit(X.numpy())
+    want = ref.components_.T / np.linalg.norm(ref.components_.T, axis=0)
+    np.testing.assert_allclose(out["D"].numpy(), want, atol=1e-10)
+    assert torch.allclose(out["D"].norm(dim=0), torch.ones(20, dtype=torch.float64))
+
+    def lasso_error(D):
+        code = sparse_encode(X.numpy(), D.T.numpy(), algorithm="lasso_cd", alpha=0.1)
+        return float(((X.numpy() - code @ D.T.numpy()) ** 2).sum() / (X.numpy() ** 2).sum())
+
+    assert lasso_error(out["D"]) < 0.5 * lasso_error(dltf.random_dictionary(16, 20, seed=0))
+
+
+def test_the_dry_run_step_limit_caps_dltf_and_mbdl(monkeypatch):
+    rng = np.random.default_rng(1)
+    X = torch.tensor(rng.normal(size=(300, 8)))
+    monkeypatch.setenv("BOOK_MAX_STEPS", "3")
+    out = dltf.learn_dltf(X, 10, lam=0.1, gamma=0.01, k=2, mu=0.05, steps=500, batch=16,
+                          lr=1e-2, seed=0, show_progress=False)
+    assert out["history"][-1]["step"] == 2
+    assert dltf.learn_mbdl(X, 10, alpha=0.1, steps=500, batch=16, seed=0)["n_steps"] <= 3

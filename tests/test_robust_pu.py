@@ -427,3 +427,76 @@ def test_run_caches_every_point_so_an_interrupted_run_resumes(tmp_path):
     import pandas as pd
 
     assert pd.DataFrame(again["rows"]).equals(pd.DataFrame(first["rows"]))  # NaN == NaN here
+
+
+# --------------------------------------------------------------------------------------
+# Silent swaps: each test fails if the method is replaced by the simpler thing beside it
+# --------------------------------------------------------------------------------------
+
+def test_nnpu_without_its_non_negative_correction_overfits_and_is_caught():
+    """uPU (no correction) drives the training negative risk below zero with a flexible
+    model; nnPU keeps it at about zero (Kiryo et al., Algorithm 1) and ranks better."""
+    split = make_planted_pu(n_samples=300, seed=3, outlier_fraction=0.0, n_noise_features=20)
+    s = torch.tensor(split.s_train)
+    out = {}
+    for nonnegative in (True, False):
+        model = NNPUClassifier(prior=split.prior_unlabeled, hidden=64, epochs=300, lr=1e-2,
+                               nonnegative=nonnegative).fit(split.X_train, split.s_train)
+        f = torch.tensor(model.decision_function(split.X_train))
+        negative = nnpu_risk(f[s == 1], f[s == 0], split.prior_unlabeled)["negative"].item()
+        auc = roc_auc_score(split.y_test, model.decision_function(split.X_test))
+        out[nonnegative] = (negative, auc)
+    assert out[True][0] > -0.02, "nnPU let the negative risk go below zero"
+    assert out[False][0] < -0.05, "the uPU control should overfit here"
+    assert out[True][1] > out[False][1] + 0.03
+
+
+@pytest.mark.parametrize("method", ["weighting", "scaling"])
+def test_elkan_noto_final_scores_estimate_p_y_given_x_not_p_s_given_x(method):
+    """Elkan-Noto's output estimates P(y=1|x): on the unlabeled rows (SCAR, no outliers) it
+    classifies the true labels and its mean matches their positive share. The first-stage
+    classifier g(x) = P(s=1|x) alone does neither (0.78 accuracy, mean 0.07 vs 0.23)."""
+    from scipy.special import expit
+
+    split = make_planted_pu(n_samples=3000, seed=0, outlier_fraction=0.0, labeled_fraction=0.3,
+                            n_noise_features=0, separation=4.0)
+    unl = split.s_train == 0
+    model = ElkanNotoClassifier(C=1.0, method=method).fit(split.X_train, split.s_train)
+    d = model.decision_function(split.X_train[unl])
+    prob = expit(d) if method == "weighting" else d + 0.5
+    assert (model.predict(split.X_train[unl]) == split.y_train[unl]).mean() > 0.93
+    assert prob.mean() == pytest.approx(split.prior_unlabeled, abs=0.03 if method == "weighting"
+                                        else 0.07)
+    g = model.g_.predict_proba(model.scaler_.transform(split.X_train[unl]))[:, 1]
+    assert g.mean() < 0.5 * split.prior_unlabeled     # what the swap would have reported
+
+
+def test_pu_validation_auc_is_the_mean_fold_auc_of_labeled_vs_unlabeled():
+    """By hand: the same stratified folds, the same estimator, roc_auc of s on held-out rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    cfg = rp.CONFIGS.get("smoke", cv_folds=3)
+    split = rp.make_split(cfg, "breast_cancer", outlier_fraction=0.2, n_noise_features=5,
+                          unlabeled_ratio=None, seed=4)
+    params = {"alpha": 0.1}
+    got = rp.pu_validation_auc(cfg, "l1_logistic", "breast_cancer", params, split, seed=7)
+    aucs = []
+    for fit, val in StratifiedKFold(3, shuffle=True, random_state=7).split(split.X_train,
+                                                                            split.s_train):
+        model = rp.make_method("l1_logistic", cfg, "breast_cancer", params=params,
+                               n_samples=len(fit), n_features=split.X_train.shape[1],
+                               prior=split.prior_unlabeled, seed=7)
+        model.fit(split.X_train[fit], split.s_train[fit])
+        aucs.append(roc_auc_score(split.s_train[val], model.decision_function(split.X_train[val])))
+    assert got == pytest.approx(float(np.mean(aucs)), abs=1e-12)
+    assert 0.5 < got < 1.0
+
+
+def test_a_dry_run_caps_repetitions_and_grids_but_not_tables_or_methods(monkeypatch):
+    cfg = rp.CONFIGS["full"]
+    assert rp.dry_run_config(cfg) is cfg
+    monkeypatch.setenv("BOOK_MAX_STEPS", "2")
+    dry = rp.dry_run_config(cfg)
+    assert (dry.n_seeds, dry.n_tune_seeds, dry.cv_folds) == (2, 2, 2)
+    assert dry.l2_grid == cfg.l2_grid[:2] and dry.outlier_fractions == cfg.outlier_fractions[:2]
+    assert dry.datasets == cfg.datasets and dry.methods == cfg.methods

@@ -83,6 +83,8 @@ def soft_threshold(w, lam):
             raise ValueError("lam must be >= 0 everywhere")
     else:
         lam = _check_lam(lam)
+        if torch.is_floating_point(w):  # torch's fused kernel: the same values (and +0.0),
+            return torch.nn.functional.softshrink(w, lam)  # one pass over memory
     return torch.sign(w) * torch.clamp(w.abs() - lam, min=0.0) + 0.0
 
 

@@ -33,6 +33,8 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from lib.core.limits import limit_steps
+
 
 class _PUTags:
     """Binary only: the two classes are "labeled positive" and "unlabeled"."""
@@ -219,7 +221,7 @@ class NNPUClassifier(_PUTags, ClassifierMixin, BaseEstimator):
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         full_batch = self.batch_size >= len(s)
         self.history_ = []  # mean minibatch nnPU risk per epoch (before each step)
-        for _ in range(self.epochs):
+        for _ in range(limit_steps(self.epochs)):   # a dry run's step limit caps epochs
             order = (torch.arange(len(s)) if full_batch
                      else torch.randperm(len(s), generator=gen)).to(self.device)
             risks = []
