@@ -8,6 +8,7 @@ from lib.quant.admm import proximal_pull
 
 from . import experiment, method, task
 from .experiment import (
+    CLAIM_METHODS,
     CLAIMS,
     CONFIGS,
     METHODS,
@@ -15,7 +16,9 @@ from .experiment import (
     SETUPS,
     PruneQuantConfig,
     cached_compress,
+    claim_metrics,
     compress,
+    deep_compression,
     greedy_vs_exact_bits,
     initial_bits_sweep,
     run,
@@ -33,9 +36,9 @@ from .task import Task, dense_key, dense_part, make_task, pretrained_dense
 #: One process: the compression loop is not data-parallel.
 DATA_PARALLEL = False
 
-__all__ = ["CLAIMS", "CONFIGS", "DATA_PARALLEL", "METHODS", "PAPER_RESULTS", "SETUPS",
-           "PruneQuantConfig", "Task", "admm_compress", "budget_bits", "cached_compress",
-           "classification_loss", "compress", "dense_key", "dense_part", "experiment",
-           "greedy_vs_exact_bits", "initial_bits_sweep", "make_task", "method",
-           "pretrained_dense", "proximal_pull", "quantization_projection", "run",
-           "setup_config", "sparse_projection", "task"]
+__all__ = ["CLAIM_METHODS", "CLAIMS", "CONFIGS", "DATA_PARALLEL", "METHODS", "PAPER_RESULTS",
+           "SETUPS", "PruneQuantConfig", "Task", "admm_compress", "budget_bits",
+           "cached_compress", "claim_metrics", "classification_loss", "compress",
+           "deep_compression", "dense_key", "dense_part", "experiment", "greedy_vs_exact_bits",
+           "initial_bits_sweep", "make_task", "method", "pretrained_dense", "proximal_pull",
+           "quantization_projection", "run", "setup_config", "sparse_projection", "task"]

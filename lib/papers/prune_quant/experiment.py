@@ -7,29 +7,43 @@ same number of epochs:
 * ``joint``: the paper's ADMM (``method.admm_compress``), bits and sparsity learnt;
 * ``prune-only``: the same loop with float32 values (projection cost 32 bits, no V-step);
 * ``quantize-only``: every layer the same ``b``, no pruning (ratio ``32 / b``);
-* ``prune-then-quantize``: sequential ADMM, prune at a fixed ``ptq_bits``, then quantize
-  the frozen support to ``ptq_bits``.
+* ``sequential-admm``: the same ADMM in two stages, prune at a fixed ``ptq_bits``, then
+  quantize the frozen support to ``ptq_bits`` (half the epochs each);
+* ``deep-compression``: Deep Compression as published (Han et al. 2016): magnitude pruning
+  to ``floor(S / ptq_bits)`` nonzeros and masked fine-tuning, then k-means at ``ptq_bits``
+  per layer and fine-tuning of the shared centres (half the epochs each).
+
+The claim (``CLAIMS``) compares ``joint`` with ``deep-compression`` at the largest budget,
+paired over test items (``claim_metrics``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from lib.core import ArtifactCache, ScaleConfigs, derive_seed
+from lib.core import ArtifactCache, ScaleConfigs, derive_seed, seed_everything
 from lib.core.claims import Claim
-from lib.quant import allocate_bits, multiple_choice_knapsack
+from lib.core.stats import paired_bootstrap
+from lib.core.train import train_loop
+from lib.quant import allocate_bits, model_size_bits, multiple_choice_knapsack
+from lib.quant.shared import SharedWeights
 from lib.sparse import prunable_layers
 
-from .method import admm_compress, budget_bits
-from .task import dense_key, make_task, pretrained_dense
+from .method import admm_compress, budget_bits, classification_loss, sparse_projection
+from .task import Task, dense_key, make_task, pretrained_dense
 
-METHODS = ("joint", "prune-only", "quantize-only", "prune-then-quantize")
+METHODS = ("joint", "prune-only", "quantize-only", "sequential-admm", "deep-compression")
+#: The methods the claim compares (what full scale must run).
+CLAIM_METHODS = ("joint", "deep-compression")
 
 
 @dataclass(frozen=True)
@@ -58,11 +72,12 @@ class PruneQuantConfig:
     dual_every: int                # steps between V-step + dual update (0: once an epoch)
     kd_temperature: float          # distillation from the dense model; 0: off
     budgets: tuple[float, ...]     # target compression ratios vs dense float32
-    ptq_bits: int                  # the fixed bit-width of prune-then-quantize
+    ptq_bits: int                  # the fixed bits of sequential-admm, deep-compression
     quantize_only_bits: tuple[int, ...]
     methods: tuple[str, ...]
     workers: int                   # data-loading processes (full scale)
     data_root: str                 # "" = lib.vision.data_root()
+    verify_data: bool = True       # check torchvision's md5 sums (False: fixture data only)
 
 
 CONFIGS = ScaleConfigs(
@@ -87,7 +102,7 @@ CONFIGS = ScaleConfigs(
         lr=0.01, momentum=0.9, weight_decay=5e-4, rho=0.05, initial_bits=4,
         candidate_bits=(1, 2, 3, 4, 5, 6, 7, 8), bit_allocation="greedy", kmeans_bins=512,
         proj_every=0, dual_every=0, kd_temperature=0.0, budgets=(50.0, 200.0, 836.0),
-        ptq_bits=4, quantize_only_bits=(1, 2, 4, 8), methods=("joint",), workers=8,
+        ptq_bits=4, quantize_only_bits=(1, 2, 4, 8), methods=CLAIM_METHODS, workers=8,
         data_root=""),
 )
 
@@ -131,6 +146,59 @@ PAPER_RESULTS = (
 )
 
 
+def deep_compression(model: nn.Module, task: Task, cfg: PruneQuantConfig, budget: float, *,
+                     teacher: nn.Module | None, seed: int,
+                     ckpt: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Deep Compression (Han et al. 2016) at ``budget`` bits with ``b = cfg.ptq_bits``.
+
+    1. Prune: keep the ``floor(budget / b)`` weights of largest magnitude (one global
+       threshold: our reading of the paper's per-layer thresholds, set by hand there), then
+       fine-tune with the mask fixed for half the epochs.
+    2. Quantize: per layer, k-means of the nonzeros into ``2^b`` centres (the zero exact),
+       then fine-tune the shared centres (``lib.quant.shared``) and the other parameters
+       (biases, batch norm) for the other half. Size ``sum_j b nnz_j <= budget``.
+    """
+    layers = prunable_layers(model)
+    weights = [m.weight for _, m in layers]
+    bits = [cfg.ptq_bits] * len(weights)
+    sparse_projection(weights, bits, budget)  # equal costs: global magnitude pruning
+    first = cfg.epochs // 2
+    admm_compress(model, task, cfg, budget, prune=False, quantize=False, freeze_support=True,
+                  projection_bits=cfg.ptq_bits, epochs=first, teacher=teacher, seed=seed,
+                  **ckpt("prune"), desc="deep-compression (prune)")
+    seed_everything(seed + 1)
+    shared = SharedWeights(weights, bits, cfg.kmeans_bins)
+    held = {id(w) for w in weights}
+    rest = [p for p in model.parameters() if id(p) not in held]
+    opt = torch.optim.SGD(rest or [torch.zeros(1, requires_grad=True)], lr=cfg.lr,
+                          momentum=cfg.momentum, weight_decay=0.0)
+    steps = (cfg.epochs - first) * task.steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+
+    def step_fn(step: int) -> dict[str, float]:
+        model.train()
+        x, y = task.batch(step)
+        model.zero_grad(set_to_none=True)
+        loss = classification_loss(model, x, y, teacher, cfg.kd_temperature)
+        loss.backward()
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        shared.step(lr)  # c_k <- c_k - lr sum_{a_i = k} dL/dw_i; w_i <- c_{a_i}
+        return {"loss": loss.item()}
+
+    stage = ckpt("quant")
+    result = train_loop(step_fn, steps, state={"model": model, "opt": opt, "sched": sched,
+                                               "shared": shared},
+                        ckpt_dir=stage["ckpt_dir"], run_key=stage.get("run_key"),
+                        ckpt_every=task.steps_per_epoch if stage["ckpt_dir"] else 0,
+                        log_every=task.steps_per_epoch, desc="deep-compression (quantize)")
+    report = model_size_bits(layers, bits)
+    return {"bits": bits, "nnz": [r["nnz"] for r in report.layers],
+            "size_bits": report.total_bits, "budget_bits": budget, "ratio": report.ratio,
+            "history": [], "losses": [h["loss"] for h in result.history]}
+
+
 def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
              device: str = "cpu", ckpt_dir: str | Path | None = None,
              run_key: str | None = None, cache: ArtifactCache | None = None) -> dict[str, Any]:
@@ -170,7 +238,10 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
             out = admm_compress(model, task, cfg, budget, quantize=False, projection_bits=32,
                                 teacher=teacher, seed=run_seed, **ckpt("admm"),
                                 desc=method)
-        else:  # prune-then-quantize: half the epochs each, fixed bits
+        elif method == "deep-compression":
+            out = deep_compression(model, task, cfg, budget, teacher=teacher, seed=run_seed,
+                                   ckpt=ckpt)
+        else:  # sequential-admm: half the epochs each, fixed bits
             first = cfg.epochs // 2
             admm_compress(model, task, cfg, budget, quantize=False,
                           projection_bits=cfg.ptq_bits, epochs=first, teacher=teacher,
@@ -190,6 +261,7 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
             "budget_bits": out["budget_bits"], "ratio": out["ratio"], "layers": layers,
             "history": out["history"], "losses": out["losses"],
             "seconds": time.perf_counter() - start,
+            "correct": task.correct(model) if task.correct else None,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
@@ -257,3 +329,25 @@ CLAIMS = [
                    prefix="acc_joint_vs_deep_compression", paper_effect=0.01,
                    unit="accuracy difference", percent=True),
 ]
+
+
+def claim_metrics(out: dict[str, Any], n_boot: int = 2000) -> dict[str, float]:
+    """The claim's interval: accuracy of ``joint`` minus ``deep-compression`` at the largest
+    budget both ran, paired over test items (one row per seed), as the record's metrics
+    under ``acc_joint_vs_deep_compression``; empty when either method did not run."""
+    runs = [r for r in out["runs"] if r.get("correct") is not None]
+    levels = {r["method"]: set() for r in runs}
+    for r in runs:
+        levels[r["method"]].add(r["level"])
+    common = levels.get("joint", set()) & levels.get("deep-compression", set())
+    if not common:
+        return {}
+    level = max(common)
+
+    def rows(method: str) -> np.ndarray:
+        return np.stack([np.asarray(r["correct"], dtype=np.float64) for r in runs
+                         if r["method"] == method and r["level"] == level])
+
+    interval = paired_bootstrap(rows("joint"), rows("deep-compression"), n_boot=n_boot)
+    return {**interval.as_metrics("acc_joint_vs_deep_compression"),
+            "claim_budget": float(level)}

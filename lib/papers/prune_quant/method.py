@@ -27,10 +27,11 @@ paper; the compression ratio is ``32 N / S`` against the dense float32 model.
 4. *Dual update*: ``U <- U + W - V``.
 
 The final model is ``W`` quantized with the final bits; its size ``sum_j b_j nnz_j`` is at
-most ``S``. Baselines at the same budget reuse the same loop: *prune-only* (values stay
+most ``S``. Three baselines at the same budget reuse this loop: *prune-only* (values stay
 float32: the projection with ``b_j = 32``, no V-step), *quantize-only* (every layer the same
-``b``, plain k-means of ``2^b`` values, no pruning; ratio ``32 / b``) and
-*prune-then-quantize* (prune at a fixed ``b``, then quantize the fixed support to ``b``).
+``b``, plain k-means of ``2^b`` values, no pruning; ratio ``32 / b``) and *sequential ADMM*
+(prune at a fixed ``b``, then quantize the fixed support to ``b``); Deep Compression is in
+``experiment.py``.
 Optional distillation adds ``T * CE(softmax(teacher / T), student / T)`` with the dense
 model as teacher (the official code's ``--kdtemp``).
 """
@@ -130,7 +131,7 @@ def admm_compress(model: nn.Module, task: Task, cfg: Any, budget: float, *,
     ``prune``/``quantize`` switch steps 2 and 3-4 (prune-only: no V-step; quantize-only:
     no projection). ``fixed_bits`` skips the bit allocation; ``projection_bits`` fixes the
     cost of a nonzero in the projection (32 for prune-only); ``freeze_support`` keeps the
-    current zeros (the second stage of prune-then-quantize). Returns the final bits,
+    current zeros (the second stage of sequential ADMM). Returns the final bits,
     nonzeros, the accounted size, and the per-V-step history (residual ``|W - V|^2 /
     |W|^2``, bits, nonzeros).
     """

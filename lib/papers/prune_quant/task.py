@@ -64,8 +64,9 @@ def make_task(cfg: Any, seed: int = 0, device: str | torch.device = "cpu") -> Ta
 
         return Task(batch, batches.per_epoch, evaluate, make, len(data["y_test"]), correct)
     root = cfg.data_root or None
-    train = vision_dataset(cfg.dataset, True, root)
-    test = vision_dataset(cfg.dataset, False, root)
+    verify = getattr(cfg, "verify_data", True)
+    train = vision_dataset(cfg.dataset, True, root, verify=verify)
+    test = vision_dataset(cfg.dataset, False, root, verify=verify)
     steps = StepBatches(train, cfg.batch_size, seed, cfg.workers)
 
     def batch_full(step: int):
