@@ -177,3 +177,17 @@ def test_shared_weights_train_the_centres_by_the_summed_gradient():
         expected = 0.0 if k == shared.zero[0] else before[k] - 0.1 * w.grad[a == k].sum()
         assert torch.allclose(shared.codebooks[0][k], torch.as_tensor(expected), atol=1e-6)
     assert torch.equal(w.detach(), shared.codebooks[0][a]) and bool((w.detach()[zeros] == 0).all())
+
+
+def test_joint_bits_come_from_the_v_step_and_feed_the_projection(smoke):
+    """The joint method's key step: the V-step's knapsack picks the bits and the next sparse
+    projection spends the budget at those bits. Started at 4 bits with only 1-3 bits allowed,
+    the final bits must be the V-step's (not the initial 4, as a fixed-bits sequential
+    pipeline would keep), and the re-projection at fewer bits keeps more nonzeros, so the
+    budget is still used; projecting at the initial bits forever would use at most 3/4."""
+    cfg = with_knobs(smoke, candidate_bits=(1, 2, 3), epochs=3)
+    out = pq.compress(cfg, "joint", 100.0)
+    bits = [row["bits"] for row in out["layers"]]
+    assert set(bits) <= {1, 2, 3} and bits == out["history"][-1]["bits"]
+    assert out["history"][0]["nnz"] != out["history"][-1]["nnz"]
+    assert 0.9 * out["budget_bits"] <= out["size_bits"] <= out["budget_bits"]
