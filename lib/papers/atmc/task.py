@@ -10,9 +10,10 @@ exactly up to float rounding (``tests/test_atmc.py`` checks the range). Full sca
 MNIST or CIFAR-10 through torchvision (``lib.vision.datasets``) into memory.
 
 Two dense models per seed: **natural** (clean cross-entropy: the start of NAP and the
-positive control's undefended model) and **adversarial** (the natural model fine-tuned on ``0.5 CE(x) + 0.5 CE(x_pgd)``
-for as many steps again: the start of AP, ALR and ATMC, the official code's first stage;
-adversarial training from scratch did not leave chance level in the tutorial's budget).
+positive control's undefended model) and **adversarial** (the natural model fine-tuned
+on ``0.5 CE(x) + 0.5 CE(x_pgd)`` for as many steps again: the start of AP, ALR and ATMC,
+the official code's first stage; adversarial training from scratch did not leave chance
+level in the tutorial's budget).
 The data are read from the data root (memoised in the process), never cached.
 """
 
