@@ -1,0 +1,301 @@
+"""The ATMC chapter's experiment: configs per scale, the baselines, every method at every
+size ratio and seed, the positive control, the accuracy-vs-eps curves and the paired
+comparison.
+
+Methods, each from a dense model of the same seed, each with the same number of training
+steps (``steps``), batch, learning-rate schedule and (for the adversarial ones) the same
+PGD attack inside training, each meeting the same size ratio
+``nonzeros x bits / (dense weights x 32)``:
+
+* **NAP** (non-adversarial pruning): the *naturally* trained dense model, pruned by the
+  global top-k projection during clean training (no attack).
+* **AP** (adversarial pruning): the adversarially trained dense model, the same projected
+  SGD on ``0.5 CE(x) + 0.5 CE(x_pgd)``.
+* **ALR** (adversarial low rank): the adversarial dense model factorized as ``U V`` (no
+  sparse part), the l0 budget over ``U, V``, the same adversarial training.
+* **ATMC-32 / ATMC-8**: ``U V + C``, the budget over all three, ``b = 32`` (l0 stage only)
+  or ``b = 8`` (l0 then ADMM quantization); at one size ratio ATMC-8 keeps 4x the
+  nonzeros.
+
+Evaluation on the test split: clean, FGSM and PGD (``eval_pgd_steps``, ``eval_restarts``)
+at the chapter's ``eps``, per item, so that ``paired_bootstrap`` pairs methods over seeds
+and images.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lib.core import ArtifactCache, ScaleConfigs, seed_everything, select_device, with_knobs
+from lib.core.claims import Claim
+from lib.core.stats import bootstrap_interval, paired_bootstrap
+from lib.vision.attacks import robust_correct
+
+from .method import (
+    ATMCKnobs,
+    budget_for,
+    compress_adversarially,
+    dense_size,
+    factorize,
+    size_report,
+)
+from .task import attack_config, dense_model, pixel_data
+
+METHODS = ("nap", "ap", "alr", "atmc-32", "atmc-8")
+LABELS = {"nap": "NAP", "ap": "AP", "alr": "ALR", "atmc-32": "ATMC-32", "atmc-8": "ATMC-8",
+          "natural": "dense (natural)", "adversarial": "dense (adversarial)"}
+ATTACKS = ("clean", "fgsm", "pgd")
+
+
+@dataclass(frozen=True)
+class ATMCConfig:
+    """Knobs of the chapter (the official code's where it has them)."""
+
+    model: str                      # small_cnn | lenet5 | resnet20
+    model_kwargs: tuple             # ((name, value), ...)
+    dataset: str                    # synthetic_digits | mnist | cifar10
+    image_size: int                 # synthetic digits only (small_cnn: a multiple of 4)
+    n_train: int                    # synthetic digits only
+    n_dev: int
+    n_test: int                     # synthetic digits only
+    n_eval: int                     # test items every model is attacked on (paired)
+    dense_steps: int                # each dense model (natural, adversarial), cached
+    dense_lr: float
+    batch_size: int
+    weight_decay: float
+    steps: int                      # compression steps of every method
+    lr: float                       # compression learning rate of every method
+    eps: float                      # l_inf radius, pixels in [0, 1] (train and test)
+    train_pgd_steps: int            # PGD inside training (official: 7)
+    eval_pgd_steps: int
+    eval_restarts: int
+    rank_fraction: float            # Our reading: rank of U V per layer / min(out, in)
+    rho: float                      # ADMM penalty (official 0.1)
+    admm_every: int                 # Z- and dual steps every this many steps
+    quant_fraction: float           # share of ATMC-b's steps in the ADMM stage
+    ratios: tuple[float, ...]       # size ratios (compressed bits / dense 32-bit bits)
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    eps_curve: tuple[float, ...]    # radii of the accuracy-vs-eps curve (seed 0)
+    n_curve: int                    # test items of the curve
+    data_root: str                  # "" = lib.core.paths.data_dir()
+    verify_data: bool               # CIFAR-10 files checked against torchvision's md5s
+
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; valid: {METHODS}")
+        if any(not 0 < r <= 1 for r in self.ratios):
+            raise ValueError(f"size ratios must lie in (0, 1], got {self.ratios}")
+
+
+_TUTORIAL = ATMCConfig(
+    model="small_cnn", model_kwargs=(), dataset="synthetic_digits", image_size=16,
+    n_train=10000, n_dev=1000, n_test=1000, n_eval=500, dense_steps=1500, dense_lr=0.05,
+    batch_size=64, weight_decay=5e-4, steps=80, lr=0.01, eps=0.05, train_pgd_steps=3,
+    eval_pgd_steps=10, eval_restarts=1, rank_fraction=0.5, rho=0.1, admm_every=10,
+    quant_fraction=0.5, ratios=(0.1, 0.03, 0.01), seeds=(0, 1, 2), methods=METHODS,
+    eps_curve=(0.0, 0.025, 0.05, 0.075, 0.1), n_curve=500, data_root="", verify_data=True)
+
+CONFIGS = ScaleConfigs(
+    smoke=with_knobs(_TUTORIAL, n_train=600, n_dev=100, n_test=200, n_eval=100,
+                     dense_steps=40, steps=12, ratios=(0.1,), seeds=(0,), eval_pgd_steps=3,
+                     admm_every=3, eps_curve=(0.0, 0.05), n_curve=50),
+    tutorial=_TUTORIAL,
+    full=with_knobs(  # MNIST, Caffe's LeNet-5, eps 0.3, PGD-7 (the paper's MNIST set-up)
+        _TUTORIAL, model="lenet5", dataset="mnist", image_size=28, n_dev=5000, n_eval=10000,
+        dense_steps=20000, dense_lr=0.01, batch_size=128, steps=20000, lr=0.01, eps=0.3,
+        train_pgd_steps=7, eval_pgd_steps=20, eval_restarts=2, admm_every=100,
+        ratios=(0.1, 0.01, 0.003, 0.001), seeds=(0, 1, 2),
+        eps_curve=(0.0, 0.1, 0.2, 0.3, 0.4), n_curve=2000),
+)
+
+#: The paper's full-scale setups (``setup_config("full", name)``).
+SETUPS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "mnist-lenet": {},
+    # the paper's CIFAR-10 network is ResNet-34; this is the library's CIFAR ResNet-20
+    "cifar10-resnet20": dict(model="resnet20", dataset="cifar10", image_size=32,
+                             dense_steps=80000, dense_lr=0.1, eps=8 / 255, lr=0.01,
+                             steps=40000, eps_curve=(0.0, 2 / 255, 4 / 255, 8 / 255,
+                                                     12 / 255)),
+}
+
+#: No tuning was run for the tutorial (time): every method shares lr, steps and the attack;
+#: rho is the official code's. Recorded so the chapter can say so.
+TUNING = {
+    "methods": "no grid searched: lr=0.01 and steps shared by every method; rho 0.1 "
+               "(official); rank_fraction 0.5 (our reading)",
+    "eps (positive control, seed 0 dense models only, before any compression)": {
+        "grid": [0.1, 0.05],
+        "natural_pgd": [0.001, 0.073], "adversarial_pgd": [0.078, 0.325],
+        "chosen": 0.05,
+        "why": "at 0.1 adversarial fine-tuning of this small CNN restores almost nothing"},
+    "adversarial dense start": "from scratch the 0.5/0.5 loss stayed near chance in 1500 "
+                               "steps (clean 0.26); fine-tuned from the natural model instead",
+}
+
+#: The paper's CIFAR-10 figure read at size ratio 1e-3 (PGD at eps 8/255, ResNet-34).
+PAPER = {"atmc8_clean": 0.71, "atmc8_pgd": 0.51, "ap_pgd": 0.48, "nap_pgd": 0.0,
+         "ratio": 1e-3}
+
+
+def setup_config(scale: str, setup: str = "default", **knobs: Any) -> ATMCConfig:
+    """``CONFIGS[scale]`` with a named full-scale setup's knobs, then ``knobs``."""
+    if setup not in SETUPS:
+        raise ValueError(f"unknown setup {setup!r}; valid setups are {', '.join(SETUPS)}")
+    if setup != "default" and scale != "full":
+        raise ValueError(f"setup {setup!r} is a full-scale setup; use scale='full'")
+    return with_knobs(CONFIGS[scale], **{**SETUPS[setup], **knobs})
+
+
+def _bits(method: str) -> int:
+    return int(method.split("-")[1]) if method.startswith("atmc-") else 32
+
+
+def evaluate(model: torch.nn.Module, data: dict[str, torch.Tensor], cfg: ATMCConfig,
+             seed: int, n: int | None = None, eps: float | None = None,
+             attacks: tuple[str, ...] = ATTACKS) -> dict[str, np.ndarray]:
+    """Per-item 0/1 correctness of ``model`` on the first ``n`` test items per attack."""
+    n = cfg.n_eval if n is None else n
+    x, y = data["x_test"][:n], data["y_test"][:n]
+    dev = next(model.parameters()).device
+    x, y = x.to(dev), y.to(dev)
+    return {a: robust_correct(model, x, y, a, attack_config(cfg, True, eps), seed).cpu().numpy()
+            for a in attacks}
+
+
+def compress(cfg: ATMCConfig, method: str, ratio: float, seed: int, device: torch.device,
+             cache: ArtifactCache) -> dict[str, Any]:
+    """One method at one size ratio from the dense model of ``seed``, cached: the per-item
+    correctness per attack, the size report, the loss history."""
+    kind = "natural" if method == "nap" else "adversarial"
+    dense, dense_key = dense_model(cfg, kind, seed, device, cache)
+    config = {"cfg": cfg, "method": method, "ratio": ratio, "seed": seed}
+
+    def build() -> dict[str, Any]:
+        data = pixel_data(cfg, 0, cache)
+        seed_everything(seed)
+        net = copy.deepcopy(dense)
+        n_dense = dense_size(net)
+        if method in ("alr", "atmc-32", "atmc-8"):
+            factorize(net, cfg.rank_fraction, sparse_part=method != "alr")
+        bits = _bits(method)
+        knobs = ATMCKnobs(budget=budget_for(ratio, bits, n_dense), bits=bits, steps=cfg.steps,
+                          batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0,
+                          quant_fraction=cfg.quant_fraction, rho=cfg.rho,
+                          admm_every=cfg.admm_every, adv_weight=0.0 if method == "nap" else 0.5,
+                          attack=attack_config(cfg))
+        train = {k: data[k].to(device) for k in ("x_train", "y_train")}
+        t0 = time.process_time()
+        info = compress_adversarially(net, train, knobs, seed)
+        cpu = time.process_time() - t0
+        return {"correct": evaluate(net, data, cfg, seed), "budget": knobs.budget,
+                "size": size_report(net, bits, n_dense), "history": info["history"],
+                "cpu_seconds": cpu}
+
+    return cache.get_or_create("atmc-compressed", config, build, code=[compress],
+                               depends_on=[dense_key])
+
+
+def controls(cfg: ATMCConfig, seed: int, device: torch.device, cache: ArtifactCache
+             ) -> dict[str, Any]:
+    """The positive control: both dense models of ``seed``, clean / FGSM / PGD."""
+    data = pixel_data(cfg, 0, cache)
+    out = {}
+    for kind in ("natural", "adversarial"):
+        net, key = dense_model(cfg, kind, seed, device, cache)
+        out[kind] = cache.get_or_create("atmc-dense-eval", {"cfg": cfg, "kind": kind,
+                                                            "seed": seed},
+                                        lambda net=net: evaluate(net, data, cfg, seed),
+                                        code=[controls], depends_on=[key])
+    return out
+
+
+def eps_curve(cfg: ATMCConfig, device: torch.device, cache: ArtifactCache,
+              seed: int = 0) -> dict[str, list[float]]:
+    """PGD accuracy vs eps of the dense models (seed ``seed``), on ``n_curve`` items."""
+    data = pixel_data(cfg, 0, cache)
+    out = {}
+    for kind in ("natural", "adversarial"):
+        net, key = dense_model(cfg, kind, seed, device, cache)
+
+        def build(net=net):
+            return [float(evaluate(net, data, cfg, seed, cfg.n_curve, e, ("pgd",))["pgd"].mean())
+                    for e in cfg.eps_curve]
+
+        out[kind] = cache.get_or_create("atmc-eps-curve", {"cfg": cfg, "kind": kind,
+                                                           "seed": seed}, build,
+                                        code=[eps_curve], depends_on=[key])
+    return out
+
+
+def comparison(results: dict[tuple[str, float], list[dict[str, Any]]], a: str, b: str,
+               ratio: float, attack: str):
+    """Paired interval of accuracy(a) - accuracy(b) at ``ratio`` (seeds x items)."""
+    xa = np.stack([r["correct"][attack] for r in results[(a, ratio)]])
+    xb = np.stack([r["correct"][attack] for r in results[(b, ratio)]])
+    return paired_bootstrap(xa, xb)
+
+
+COMPARISONS = (("atmc-8", "ap", "pgd"), ("atmc-8", "ap", "clean"), ("ap", "nap", "pgd"),
+               ("atmc-8", "alr", "pgd"), ("atmc-8", "atmc-32", "pgd"))
+
+
+def run(cfg: ATMCConfig, device: str = "auto", cache: ArtifactCache | None = None,
+        show_progress: bool | None = None) -> dict[str, Any]:
+    """Everything the chapter shows: ``{"metrics", "table", "controls", "curve",
+    "results"}``; ``metrics`` holds plain numbers for the record."""
+    cache = cache or ArtifactCache()
+    dev = select_device(device)
+    ctrl = {s: controls(cfg, s, dev, cache) for s in cfg.seeds}
+    results = {(m, r): [compress(cfg, m, r, s, dev, cache) for s in cfg.seeds]
+               for m in cfg.methods for r in cfg.ratios}
+    curve = eps_curve(cfg, dev, cache, cfg.seeds[0])
+    metrics: dict[str, Any] = {}
+    table = []
+    for kind in ("natural", "adversarial"):
+        for attack in ATTACKS:
+            iv = bootstrap_interval(np.stack([ctrl[s][kind][attack] for s in cfg.seeds]))
+            metrics.update(iv.as_metrics(f"dense_{kind}_{attack}"))
+    for (m, r), runs in results.items():
+        row = {"method": LABELS[m], "ratio": r,
+               "size_ratio": float(np.mean([x["size"]["size_ratio"] for x in runs])),
+               "nonzeros": int(runs[0]["size"]["nonzeros"]), "budget": int(runs[0]["budget"])}
+        for attack in ATTACKS:
+            row[attack] = float(np.mean([x["correct"][attack].mean() for x in runs]))
+            metrics[f"{m}_r{r:g}_{attack}"] = row[attack]
+        table.append(row)
+    smallest = min(cfg.ratios)
+    for a, b, attack in COMPARISONS:
+        if a not in cfg.methods or b not in cfg.methods:
+            continue
+        for r in cfg.ratios:
+            iv = comparison(results, a, b, r, attack)
+            metrics.update(iv.as_metrics(f"{a}_vs_{b}_{attack}_r{r:g}".replace("-", "")))
+            if r == smallest:
+                metrics.update(iv.as_metrics(f"{a}_vs_{b}_{attack}_smallest".replace("-", "")))
+    metrics["compress_cpu_seconds"] = float(sum(x["cpu_seconds"] for runs in results.values()
+                                                for x in runs))
+    return {"metrics": metrics, "table": table, "controls": ctrl, "curve": curve,
+            "results": results}
+
+
+CLAIMS = [
+    Claim.interval("atmc", "atmc8-vs-ap-pgd",
+                   "At the smallest size ratio, ATMC-8 is more robust (PGD accuracy) than "
+                   "adversarial pruning (AP) at the same size and training budget",
+                   paper="CIFAR-10, ratio 1e-3: ATMC-8 about 0.51 vs AP about 0.48 PGD accuracy",
+                   prefix="atmc8_vs_ap_pgd_smallest", paper_effect=0.03),
+    Claim.interval("atmc", "ap-vs-nap-pgd",
+                   "Pruning without adversarial training (NAP) loses the robustness that "
+                   "adversarial pruning (AP) keeps",
+                   paper="CIFAR-10, ratio 1e-3: AP about 0.48 vs NAP near 0 PGD accuracy",
+                   prefix="ap_vs_nap_pgd_smallest", paper_effect=0.48),
+]

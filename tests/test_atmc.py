@@ -1,0 +1,251 @@
+"""ATMC: the attacks against closed forms and torchattacks, the compressed model's budget
+and codebooks, and the adversarial training really training on attacked inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lib.papers.atmc import CONFIGS, task
+from lib.papers.atmc.method import (
+    ATMCKnobs,
+    budget_for,
+    compress_adversarially,
+    compressed_tensors,
+    dense_size,
+    factorize,
+    size_report,
+)
+from lib.vision.attacks import (
+    PGDConfig,
+    adversarial_loss,
+    fgsm,
+    pgd,
+    pgd_generator,
+    robust_correct,
+)
+
+
+def _linear_model(seed=0, d=12):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, 2))
+    return model
+
+
+def _blobs(n=400, seed=0):
+    """Two classes of 1x4x4 images in [0, 1] separable by their mean brightness."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = (0.42 + 0.16 * y.float()).view(-1, 1, 1, 1) + 0.12 * torch.randn(n, 1, 4, 4, generator=g)
+    return x.clamp(0, 1), y
+
+
+def _trained_cnn():
+    x, y = _blobs(600)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(200):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, x, y
+
+
+# ----------------------------------------------------------------------------- attacks
+def test_fgsm_and_pgd_match_the_closed_form_on_a_linear_model():
+    """For logits ``W x``, the loss rises along ``w_other - w_true``: the worst l_inf
+    perturbation (away from the box edges) is ``eps sign(w_other - w_true)``."""
+    model = _linear_model(d=16)
+    x = torch.full((5, 1, 4, 4), 0.5)
+    y = torch.tensor([0, 1, 0, 1, 0])
+    eps = 0.1
+    w = model[1].weight.detach()
+    direction = torch.stack([(w[1 - c] - w[c]).sign() for c in y.tolist()]).view_as(x)
+    assert torch.allclose(fgsm(model, x, y, eps) - x, eps * direction, atol=1e-6)
+    x_pgd = pgd(model, x, y, PGDConfig(eps=eps, steps=20), pgd_generator(0))
+    assert torch.allclose(x_pgd - x, eps * direction, atol=1e-6)
+
+
+def test_perturbations_stay_within_eps_and_the_pixel_box():
+    model, x, y = _trained_cnn()
+    x = x.clone()
+    x[:10] = 0.0  # on the box edge: the clip must act
+    x[10:20] = 1.0
+    for x_adv in (fgsm(model, x, y, 0.2),
+                  pgd(model, x, y, PGDConfig(eps=0.2, steps=5, restarts=2), pgd_generator(1))):
+        assert (x_adv - x).abs().max() <= 0.2 + 1e-6
+        assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_pgd_is_at_most_fgsm_is_at_most_clean_and_accuracy_falls_with_eps():
+    model, x, y = _trained_cnn()
+    cfg = PGDConfig(eps=0.1, steps=10)
+    acc = {a: robust_correct(model, x, y, a, cfg, seed=0).mean().item()
+           for a in ("clean", "fgsm", "pgd")}
+    assert acc["clean"] > 0.9
+    assert acc["pgd"] <= acc["fgsm"] <= acc["clean"]
+    assert acc["pgd"] < acc["clean"] - 0.1  # the attack does something at this radius
+    curve = [robust_correct(model, x, y, "pgd", PGDConfig(eps=e, steps=10), 0).mean().item()
+             for e in (0.0, 0.05, 0.1, 0.15, 0.2)]
+    assert curve[0] == acc["clean"]
+    assert all(b <= a for a, b in zip(curve, curve[1:], strict=False))
+
+
+def test_random_start_is_random_and_seeded():
+    model, x, y = _trained_cnn()
+    cfg = PGDConfig(eps=0.1, steps=0)  # zero steps: the random start itself
+    a = pgd(model, x, y, cfg, pgd_generator(0))
+    b = pgd(model, x, y, cfg, pgd_generator(0))
+    c = pgd(model, x, y, cfg, pgd_generator(1))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert (a - x).abs().mean() > 0.03  # moved (uniform on [-eps, eps]: mean |d| = eps / 2)
+
+
+def test_attack_restores_the_mode_and_leaves_parameter_gradients():
+    model, x, y = _trained_cnn()
+    model.zero_grad(set_to_none=True)
+    model.train()
+    pgd(model, x, y, PGDConfig(eps=0.1, steps=2), pgd_generator(0))
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())  # no parameter gradients made
+    model.eval()
+    fgsm(model, x, y, 0.1)
+    assert not model.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_pgd_agrees_with_torchattacks():
+    """torchattacks' PGD (same eps, step, steps, random start) reaches the same accuracy
+    within 2 points on the same model (the random starts differ)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = _trained_cnn()
+    cfg = PGDConfig(eps=0.1, steps=10, alpha=0.025)
+    ours = robust_correct(model, x, y, "pgd", cfg, seed=0).mean().item()
+    torch.manual_seed(0)
+    ref = torchattacks.PGD(model, eps=0.1, alpha=0.025, steps=10, random_start=True)
+    x_ref = ref(x, y)
+    theirs = (model(x_ref).argmax(1) == y).float().mean().item()
+    assert abs(ours - theirs) <= 0.02, (ours, theirs)
+    fg = torchattacks.FGSM(model, eps=0.1)(x, y)
+    assert torch.allclose(fg, fgsm(model, x, y, 0.1), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- ATMC
+def _tiny_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def test_factorized_layer_reproduces_the_dense_layer_at_init():
+    net = _tiny_net()
+    x = torch.rand(3, 1, 4, 4)
+    ref = net(x)
+    factorize(net, rank_fraction=0.5)
+    assert torch.allclose(net(x), ref, atol=1e-5)  # U V + C = W exactly (C = residual)
+    alr = factorize(_tiny_net(), rank_fraction=1.0, sparse_part=False)
+    assert torch.allclose(alr(x), ref, atol=1e-4)  # full rank, no C: the SVD itself
+
+
+@pytest.mark.parametrize("bits", [32, 2])
+def test_compressed_model_meets_its_budget_and_codebooks_exactly(bits):
+    x, y = _blobs(256)
+    net = factorize(_tiny_net(), 0.5)
+    n_dense = dense_size(_tiny_net())
+    budget = budget_for(0.5, bits, n_dense) if bits == 32 else 60
+    knobs = ATMCKnobs(budget=budget, bits=bits, steps=12, batch_size=32, lr=0.05,
+                      admm_every=3, attack=PGDConfig(eps=0.1, steps=2))
+    compress_adversarially(net, {"x_train": x, "y_train": y}, knobs, seed=0)
+    report = size_report(net, bits, n_dense)
+    nnz = [int((t != 0).sum()) for t in compressed_tensors(net)]
+    assert sum(nnz) == report["nonzeros"] <= budget
+    assert sum(nnz) >= budget - 10  # the budget is used, not left idle
+    assert report["size_ratio"] <= budget * min(bits, 32) / (n_dense * 32) + 1e-12
+    if bits < 32:
+        assert all(d <= 2 ** bits for d in report["distinct"]), report["distinct"]
+        assert max(report["distinct"]) == 2 ** bits  # the codebook is used in full
+
+
+def test_adversarial_loss_is_the_official_mix_on_attacked_inputs():
+    model, x, y = _trained_cnn()
+    cfg = PGDConfig(eps=0.1, steps=3)
+    loss = adversarial_loss(model, x, y, cfg, pgd_generator(5))
+    x_adv = pgd(model, x, y, cfg, pgd_generator(5))
+    expected = 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv), y)
+    assert torch.allclose(loss, expected)
+    assert loss > F.cross_entropy(model(x), y) + 0.05  # not the clean loss
+
+
+def test_adversarial_training_trains_on_attacked_inputs():
+    """A hook records every batch the network sees in training mode: half of them must be
+    perturbed (within eps, not zero) copies of the clean batch. Fails if the attack is
+    dropped or run without effect."""
+    x, y = _blobs(128)
+    net = factorize(_tiny_net(), 0.5)
+    seen = []
+    net.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone())
+                                  if m.training else None)
+    knobs = ATMCKnobs(budget=200, bits=32, steps=3, batch_size=16, lr=0.01,
+                      attack=PGDConfig(eps=0.1, steps=2))
+    compress_adversarially(net, {"x_train": x, "y_train": y}, knobs, seed=0)
+    assert len(seen) == 2 * knobs.steps
+    # adversarial_loss calls f(x_adv), then f(x)
+    for adv, clean in zip(seen[::2], seen[1::2], strict=True):
+        delta = (adv - clean).abs()
+        assert 0.01 < float(delta.max()) <= 0.1 + 1e-6
+
+
+def test_nap_runs_no_attack():
+    x, y = _blobs(64)
+    net = _tiny_net()
+    seen = []
+    net.register_forward_pre_hook(lambda m, a: seen.append(1) if m.training else None)
+    knobs = ATMCKnobs(budget=100, bits=32, steps=2, batch_size=16, lr=0.01, adv_weight=0.0)
+    compress_adversarially(net, {"x_train": x, "y_train": y}, knobs, seed=0)
+    assert len(seen) == 2
+
+
+def test_admm_stage_pulls_towards_the_quantized_duplicate():
+    """With the ADMM stage, the weights before the final hard quantization are nearer
+    their quantized values than without it (rho = 0: no pull)."""
+    x, y = _blobs(256)
+    dists = {}
+    for rho in (0.0, 50.0):
+        net = factorize(_tiny_net(), 0.5)
+        knobs = ATMCKnobs(budget=150, bits=2, steps=30, batch_size=32, lr=0.05, rho=rho,
+                          admm_every=2, quant_fraction=1.0, attack=PGDConfig(eps=0.05, steps=1))
+        from lib.papers.atmc import method
+
+        captured = {}
+        orig = method.finalize
+
+        def spy(tensors, budget, bits, captured=captured, orig=orig):
+            before = [t.detach().clone() for t in tensors]
+            orig(tensors, budget, bits)
+            captured["d"] = sum(float(((b - t.detach()) ** 2).sum())
+                                for b, t in zip(before, tensors, strict=True))
+
+        method.finalize = spy
+        try:
+            compress_adversarially(net, {"x_train": x, "y_train": y}, knobs, seed=0)
+        finally:
+            method.finalize = orig
+        dists[rho] = captured["d"]
+    assert dists[50.0] < 0.5 * dists[0.0], dists
+
+
+def test_pixel_data_is_in_the_unit_box():
+    cfg = CONFIGS["smoke"]
+    data = task.pixel_data(cfg, 0)
+    assert float(data["x_train"].min()) == 0.0 and float(data["x_train"].max()) == 1.0
+    assert data["x_test"].min() >= 0 and data["x_test"].max() <= 1
+
+
+def test_unknown_method_is_an_error():
+    with pytest.raises(ValueError):
+        CONFIGS.get("smoke", methods=("ap", "atmc-9x"))
