@@ -117,11 +117,13 @@ def random_masks(ws: Sequence[torch.Tensor], costs: Sequence[LayerWeightCosts], 
 def energy_aware_masks(ws: Sequence[torch.Tensor], costs: Sequence[LayerWeightCosts],
                        budget: float, step_fraction: float = 0.1) -> list[torch.Tensor]:
     """Energy-aware pruning (Yang, Chen and Sze, CVPR 2017) reduced to its allocation rule:
-    repeatedly take the layer whose energy is largest (among layers with weights left) and
-    remove its smallest-magnitude weights, ``step_fraction`` of those left (fewer when fewer
-    suffice to meet the budget), until the total energy is within ``budget``. (The original
-    fine-tunes between layers and restores accuracy by a least-squares fit; here the
-    fine-tuning is the schedule's, the same for every method.)"""
+    repeatedly take the layer whose weights cost most energy (its energy minus the input and
+    output traffic that no weight pruning removes; ranking by total energy would empty a
+    layer whose cost is mostly its feature maps) and remove its smallest-magnitude weights,
+    ``step_fraction`` of those left (fewer when fewer suffice to meet the budget), until the
+    total energy is within ``budget``. (The original fine-tunes between layers and restores
+    accuracy by a least-squares fit; here the fine-tuning is the schedule's, the same for
+    every method.)"""
     if not 0 < step_fraction <= 1:
         raise ValueError(f"step_fraction must lie in (0, 1], got {step_fraction}")
     _weight_budget(costs, budget)
@@ -135,7 +137,7 @@ def energy_aware_masks(ws: Sequence[torch.Tensor], costs: Sequence[LayerWeightCo
         live = [i for i, w in enumerate(ws) if kept[i] < w.numel()]
         if not live:
             break
-        i = max(live, key=lambda j: energies[j])
+        i = max(live, key=lambda j: energies[j] - costs[j].fixed)
         c, n = costs[i], ws[i].numel()
         left = n - kept[i]
         chunk = max(1, math.ceil(step_fraction * left))

@@ -50,6 +50,7 @@ from .method import (
     EnergyKnobs,
     apply_masks,
     energy_constrained_training,
+    teacher_logits,
     weight_step,
     weights_of,
 )
@@ -97,8 +98,8 @@ class EnergyTrainingConfig:
 
 _TUTORIAL = EnergyTrainingConfig(
     dataset="synthetic_digits", model="lenet5_like", model_kwargs=(), n_train=20000,
-    n_dev=2000, n_test=5000, dense_steps=3000, dense_lr=0.05, batch_size=64, steps=240,
-    lr=0.01, mask_lr=0.01, proj_interval=10, decay_fraction=0.6, mask_keep=0.7,
+    n_dev=2000, n_test=5000, dense_steps=3000, dense_lr=0.05, batch_size=64, steps=200,
+    lr=0.01, mask_lr=0.01, proj_interval=10, decay_fraction=0.6, mask_keep=0.9,
     mask_share=0.25, distill=0.5, budgets=(0.2, 0.4, 0.6), seeds=(0, 1, 2), methods=METHODS,
     claim_budget=0.2, exact_cases=20)
 
@@ -164,7 +165,8 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
     dense_layers = model_energy_breakdown(model, geoms, array)
     dense = sum(e.total for e in dense_layers)
     target = budget * dense
-    batches = Batches(task.data["x_train"], task.data["y_train"], teacher, cfg.batch_size,
+    batches = Batches(task.data["x_train"], task.data["y_train"],
+                      teacher_logits(teacher, task.data["x_train"]), cfg.batch_size,
                       derive_seed(seed, "batches"))
     knobs = knobs_of(cfg)
     t0 = time.process_time()
