@@ -152,7 +152,7 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
     """One compressed network (not cached): per-item test correctness, energies, the
     per-layer breakdown before and after, the loss log."""
     dev = torch.device(device)
-    task = make_task(cfg, dev, cache)
+    task = task_of(cfg, device, cache or ArtifactCache())
     seed_everything(derive_seed(seed, "energy-training", method))
     teacher = task.teacher(dev)
     model = task.teacher(dev).train()
@@ -191,7 +191,8 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
     final = sum(e.total for e in final_layers)
     if final > target * (1 + 1e-9):
         raise AssertionError(f"{method}: energy {final:.6g} over the budget {target:.6g}")
-    ok = correct(model, task.data["x_test"], task.data["y_test"]).cpu().numpy()
+    ok = correct(model, task.data["x_test"], task.data["y_test"]).cpu()  # a tensor: the
+    # cache loads artifacts with weights_only=True, which refuses NumPy arrays
     return {"method": method, "budget": budget, "seed": seed, "correct": ok,
             "accuracy": float(ok.mean()), "dense_energy": dense, "final_energy": final,
             "energy_ratio": final / dense, "budget_energy": target,
@@ -202,10 +203,24 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
             "log": out["log"], "cpu_seconds": cpu_s}
 
 
+_TASKS: dict = {}
+
+
+def task_of(cfg: EnergyTrainingConfig, device: str, cache: ArtifactCache):
+    """``make_task`` once per process for a data/teacher config (the runs share it)."""
+    key = (cfg.dataset, cfg.model, cfg.model_kwargs, cfg.n_train, cfg.n_dev, cfg.n_test,
+           cfg.dense_steps, cfg.dense_lr, cfg.batch_size, cfg.data_root, str(device),
+           str(cache.directory))
+    if key not in _TASKS:
+        _TASKS.clear()
+        _TASKS[key] = make_task(cfg, torch.device(device), cache)
+    return _TASKS[key]
+
+
 def cached_compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
                     device: str = "cpu", cache: ArtifactCache | None = None) -> dict[str, Any]:
     cache = cache or ArtifactCache()
-    task = make_task(cfg, torch.device(device), cache)
+    task = task_of(cfg, device, cache)
     key_cfg = {"cfg": cfg, "method": method, "budget": budget, "seed": seed}
     return cache.get_or_create("energy-training-run", key_cfg,
                                lambda: compress(cfg, method, budget, seed, device, cache),
@@ -247,8 +262,8 @@ def comparison(cfg: EnergyTrainingConfig, runs: list[dict[str, Any]]) -> dict[st
                 continue
             ra = sorted(by[(a, budget)], key=lambda r: r["seed"])
             rb = sorted(by[(b, budget)], key=lambda r: r["seed"])
-            iv = paired_bootstrap(np.stack([r["correct"] for r in ra]),
-                                  np.stack([r["correct"] for r in rb]), seed=0)
+            iv = paired_bootstrap(np.stack([np.asarray(r["correct"]) for r in ra]),
+                                  np.stack([np.asarray(r["correct"]) for r in rb]), seed=0)
             intervals[f"acc_{_slug(a)}_vs_{_slug(b)}_{_tag(budget)}"] = iv
     return {"rows": rows, "intervals": intervals}
 
@@ -301,7 +316,7 @@ def run(cfg: EnergyTrainingConfig, device: str = "cpu", cache: ArtifactCache | N
         ) -> dict[str, Any]:
     """The whole experiment."""
     cache = cache or ArtifactCache()
-    task = make_task(cfg, torch.device(device), cache)
+    task = task_of(cfg, device, cache)
     runs = runs_of(cfg, device, cache)
     return {"runs": runs, "table": comparison(cfg, runs),
             "exact": greedy_vs_exact(cfg.exact_cases),
