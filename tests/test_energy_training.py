@@ -1,0 +1,112 @@
+"""The energy-constrained training chapter: the guarantee at every budget and for every
+method, the steps that must not be silently skipped, and the schedule."""
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lib.core import ArtifactCache, with_knobs
+from lib.energy.input_masks import add_input_masks, input_masks
+from lib.energy.projection import energy_projection_masks, magnitude_masks, masks_energy
+from lib.energy.systolic import layer_geometries, model_energy_breakdown, weight_costs
+from lib.papers.energy_training import CONFIGS, METHODS, compress
+from lib.papers.energy_training.method import (
+    Batches,
+    EnergyKnobs,
+    budget_at,
+    distillation_loss,
+    energy_constrained_training,
+    teacher_logits,
+)
+from lib.papers.energy_training.task import make_task
+
+TINY = with_knobs(CONFIGS["smoke"], n_train=300, n_dev=50, n_test=100, dense_steps=30,
+                  steps=12, proj_interval=4)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return ArtifactCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def task(cache):
+    return make_task(TINY, torch.device("cpu"), cache)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_final_energy_is_within_the_budget_at_every_budget(method, cache):
+    for budget in (0.15, 0.3, 0.5, 0.8):
+        out = compress(TINY, method, budget, 0, cache=cache)
+        assert out["final_energy"] <= out["budget_energy"] * (1 + 1e-9)
+        assert out["energy_ratio"] <= budget * (1 + 1e-9)
+        assert out["energy_ratio"] > 0.5 * budget  # the budget is used, not wasted
+
+
+def _setup(task, masks: bool):
+    model = task.teacher("cpu").train()
+    geoms = layer_geometries(model, task.example_input)
+    if masks:
+        add_input_masks(model, geoms)
+    batches = Batches(task.data["x_train"], task.data["y_train"],
+                      teacher_logits(task.teacher("cpu"), task.data["x_train"]), 32, 0)
+    return model, geoms, batches
+
+
+def test_a_no_op_projection_breaks_the_guarantee(task):
+    model, geoms, batches = _setup(task, False)
+    dense = sum(e.total for e in model_energy_breakdown(model, geoms))
+    knobs = EnergyKnobs(steps=4, proj_interval=2)
+    with pytest.raises(AssertionError, match="exceeds the budget"):
+        energy_constrained_training(model, batches, geoms, 0.3 * dense, knobs,
+                                    use_input_masks=False,
+                                    select=lambda ws, c, b: [torch.ones_like(w) for w in ws])
+
+
+def test_the_mask_step_masks_inputs_and_the_energy_model_sees_it(task):
+    model, geoms, batches = _setup(task, True)
+    dense_layers = model_energy_breakdown(model, geoms)
+    dense = sum(e.total for e in dense_layers)
+    knobs = EnergyKnobs(steps=16, proj_interval=2, mask_keep=0.6, mask_share=0.5)
+    out = energy_constrained_training(model, batches, geoms, 0.4 * dense, knobs,
+                                      use_input_masks=True)
+    masks = input_masks(model)
+    flat = torch.cat([m.detach().flatten() for m in masks])
+    assert set(flat.unique().tolist()) <= {0.0, 1.0}
+    assert int(flat.sum()) == math.floor(0.6 * flat.numel())
+    after = model_energy_breakdown(model, geoms)
+    conv = [i for i, g in enumerate(geoms) if g.kind == "conv"]
+    assert all(after[i].input_nnz < dense_layers[i].input_nnz for i in conv)
+    assert out["final_energy"] <= 0.4 * dense * (1 + 1e-9)
+
+
+def test_weighting_by_energy_keeps_more_of_the_weights_than_magnitude(task):
+    model = task.teacher("cpu")
+    geoms = layer_geometries(model, task.example_input)
+    costs = weight_costs(model, geoms)
+    ws = [dict(model.named_modules())[g.name].weight.detach() for g in geoms]
+    dense = masks_energy(costs, [torch.ones_like(w, dtype=torch.bool) for w in ws])
+    for frac in (0.2, 0.4):
+        proj = energy_projection_masks(ws, costs, frac * dense)
+        mag = magnitude_masks(ws, costs, frac * dense)
+        kept = [sum(float((w[m] ** 2).sum()) for w, m in zip(ws, ms, strict=True))
+                for ms in (proj, mag)]
+        assert masks_energy(costs, proj) <= frac * dense
+        assert kept[0] > kept[1]  # the distance |W - P(W)|^2 the projection minimises
+
+
+def test_budget_decays_geometrically_to_the_target_and_holds():
+    b = [budget_at(j, 10, 100.0, 25.0, 0.5) for j in range(10)]
+    assert b[0] == pytest.approx(100 * 0.25 ** (1 / 5))
+    assert b[4] == pytest.approx(25.0) and b[-1] == 25.0
+    assert all(x >= y for x, y in zip(b, b[1:], strict=False))
+    assert budget_at(0, 10, 20.0, 25.0, 0.5) == 25.0
+
+
+def test_distillation_loss_is_the_official_joint_loss():
+    z, zt = torch.randn(5, 10), torch.randn(5, 10)
+    y = torch.randint(0, 10, (5,))
+    ref = 0.5 * ((z - zt) ** 2).mean() + 0.5 * F.cross_entropy(z, y)
+    assert distillation_loss(z, zt, y, 0.5) == pytest.approx(float(ref))
