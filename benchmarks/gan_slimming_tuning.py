@@ -1,8 +1,8 @@
 """The GAN Slimming chapter's dev tuning (prints what ``experiment.TUNING`` records).
 
-GS: a 2 x 2 grid of (lr_gamma, rho), seed 0; the criterion is the distance to the teacher
+GS: (lr_gamma, rho) over six points, seed 0; the criterion is the distance to the teacher
 on the *dev* crops at the end of the run (after fine-tuning), among the settings whose
-compression ratio is at least ``MIN_RATIO``. Sequential (the same effort, four runs): its
+compression ratio is at least ``MIN_RATIO``. Sequential (four runs): its
 fine-tuning lr at the MACs of the chosen GS run. Run:
 ``PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gan_slimming_tuning.py``.
 """
@@ -14,7 +14,8 @@ from lib.core import with_knobs
 from lib.papers.gan_slimming import CONFIGS, compress
 
 MIN_RATIO = 8.0
-GS_GRID = [(lr, rho) for lr in (0.02, 0.05) for rho in (0.05, 0.15)]
+#: the first four points, then two more rho at the lr_gamma that did not collapse
+GS_GRID = [(lr, rho) for lr in (0.02, 0.05) for rho in (0.05, 0.15)] + [(0.02, 0.2), (0.02, 0.3)]
 SEQ_GRID = (2e-4, 5e-4, 1e-3, 2e-3)
 
 

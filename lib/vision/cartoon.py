@@ -132,7 +132,7 @@ def cyclegan_folder(root: str | Path, dataset: str) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{path} lacks CycleGAN's {', '.join(missing)} folders of jpgs; fetch them with "
-            f"`python data_scripts/cyclegan.py {dataset} --root {Path(root)}`")
+            f"`python data_scripts/cyclegan.py {dataset} --sha256 HEX --root {Path(root)}`")
     return path
 
 
