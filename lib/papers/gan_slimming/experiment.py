@@ -104,8 +104,8 @@ _TUTORIAL = GSConfig(
     dataset="cartoon", crop=32, side=96, load_size=0, n_train=1024, n_dev=64, n_test=96,
     data_seed=0, ngf=8, n_blocks=3, input_skip=True, ndf=16, d_layers=2, teacher_steps=1500,
     teacher_lr=2e-3, teacher_content=1.0, teacher_gan=0.0, batch_size=8, gs_steps=300,
-    finetune_steps=100, lr_w=5e-4, lr_gamma=0.05, lr_d=2e-4, rho=0.3, beta=10.0, style=1.0, bits=8,
-    act_max=4.0, pool=50, seq_lr_w=5e-4, feature_seed=0, eval_every=50, seeds=(0, 1, 2),
+    finetune_steps=100, lr_w=5e-4, lr_gamma=0.02, lr_d=2e-4, rho=0.2, beta=10.0, style=1.0, bits=8,
+    act_max=4.0, pool=50, seq_lr_w=2e-3, feature_seed=0, eval_every=50, seeds=(0, 1, 2),
     methods=METHODS, controls=(), data_root="")
 
 CONFIGS = ScaleConfigs(
@@ -120,11 +120,26 @@ CONFIGS = ScaleConfigs(
         rho=0.01, beta=1.0, eval_every=10_000, seeds=(0,)),
 )
 
-#: The dev tuning (seed 0, dev crops, the tutorial config otherwise; equal effort: four
-#: runs each). GS: the (lr_gamma, rho) that gives the lowest dev distance among the runs
-#: reaching at least 8x; sequential: its fine-tuning lr at the MACs of the chosen GS run.
-#: Filled in by ``benchmarks/gan_slimming_tuning.py``.
-TUNING: dict[str, Any] = {}
+#: The dev tuning (seed 0, dev crops, the tutorial config otherwise;
+#: ``benchmarks/gan_slimming_tuning.py``). GS: six (lr_gamma, rho) points (the first four a
+#: 2 x 2 grid; two more rho at the lr_gamma that had not collapsed); criterion: the lowest
+#: dev distance to the teacher among the runs reaching at least 8x. A ratio of 91.9x means
+#: every width fell to one channel (the generator collapses to its input skip). Sequential:
+#: four fine-tuning lr at the MACs of the chosen GS run (its best lies at the grid's edge).
+TUNING: dict[str, Any] = {
+    "gs": [{'lr_gamma': 0.02, 'rho': 0.05, 'ratio': 4.0, 'dev_distance': 0.00697},
+           {'lr_gamma': 0.02, 'rho': 0.15, 'ratio': 4.24, 'dev_distance': 0.01841},
+           {'lr_gamma': 0.05, 'rho': 0.05, 'ratio': 4.0, 'dev_distance': 0.01244},
+           {'lr_gamma': 0.05, 'rho': 0.15, 'ratio': 91.88, 'dev_distance': 0.05987},
+           {'lr_gamma': 0.02, 'rho': 0.2, 'ratio': 22.9, 'dev_distance': 0.05237},
+           {'lr_gamma': 0.02, 'rho': 0.3, 'ratio': 91.88, 'dev_distance': 0.06001}],
+    "gs_chosen": {"lr_gamma": 0.02, "rho": 0.2},
+    "sequential": [{'seq_lr_w': 0.0002, 'ratio': 23.43, 'dev_distance': 0.06126},
+                   {'seq_lr_w': 0.0005, 'ratio': 23.43, 'dev_distance': 0.05698},
+                   {'seq_lr_w': 0.001, 'ratio': 23.43, 'dev_distance': 0.05649},
+                   {'seq_lr_w': 0.002, 'ratio': 23.43, 'dev_distance': 0.05535}],
+    "sequential_chosen": {"seq_lr_w": 0.002},
+}
 
 SETUPS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -217,7 +232,7 @@ def magnitude_prune_to_macs(gen: ResnetGenerator, target_macs: int, size: int) -
             units.append((v, [(gs[name], c)], name))
     stream = [gs["down2"]] + [gs[f"block{k}.out"] for k in range(len(gen.blocks))]
     for c in range(gen.widths.c3):
-        units.append((max(float(g.gamma[c].abs()) for g in stream),
+        units.append((max(float(g.gamma[c].detach().abs()) for g in stream),
                       [(g, c) for g in stream], "stream"))
     units.sort(key=lambda u: u[0])
     alive = dict(gen.widths.as_dict())

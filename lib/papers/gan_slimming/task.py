@@ -69,10 +69,14 @@ def load_data(cfg) -> dict[str, Any]:
         out["real_b"] = None
         return out
     root = cyclegan_folder(cfg.data_root or data_dir(), cfg.dataset)
-    a = load_folder_crops(root / "trainA", cfg.n_train, cfg.load_size, cfg.crop, cfg.data_seed)
-    b = load_folder_crops(root / "trainB", cfg.n_train, cfg.load_size, cfg.crop,
+    n_a = len(list((root / "trainA").glob("*.jpg")))
+    a = load_folder_crops(root / "trainA", min(cfg.n_train, n_a), cfg.load_size, cfg.crop,
+                          cfg.data_seed)
+    b = load_folder_crops(root / "trainB", min(cfg.n_train, n_a), cfg.load_size, cfg.crop,
                           derive_seed(cfg.data_seed, "B"))
-    test = load_folder_crops(root / "testA", cfg.n_test, cfg.crop, cfg.crop, 0, flip=False)
+    n_files = len(list((root / "testA").glob("*.jpg")))  # each test image once
+    test = load_folder_crops(root / "testA", min(cfg.n_test, n_files), cfg.crop, cfg.crop, 0,
+                             flip=False)
     n_dev = max(1, min(cfg.n_dev, len(a) // 5))
     return {"train": a[n_dev:], "train_target": None, "dev": a[:n_dev], "dev_target": None,
             "test": test, "test_target": None, "real_b": b}
