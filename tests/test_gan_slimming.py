@@ -211,3 +211,20 @@ def test_cartoon_pairs_are_deterministic_and_splits_disjoint():
     for s, t in (("train", "dev"), ("train", "test"), ("dev", "test")):
         assert not set(PHOTO_SPLITS[s]) & set(PHOTO_SPLITS[t])
         assert not set(SCENE_SPLITS[s]) & set(SCENE_SPLITS[t])
+
+
+def test_distillation_loss_is_pixel_l1_plus_feature_and_gram_distances():
+    torch.manual_seed(1)
+    feats = feature_network(0, width=4, depth=2)
+    s, t = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    expect = (s - t).abs().mean()
+    fs, ft = s, t
+    for layer in feats:
+        fs, ft = layer(fs), layer(ft)
+        if isinstance(layer, nn.ReLU):
+            n, c, h, w = fs.shape
+            gs_, gt_ = (f.reshape(n, c, h * w) for f in (fs, ft))
+            gram_s = gs_ @ gs_.transpose(1, 2) / (c * h * w)
+            gram_t = gt_ @ gt_.transpose(1, 2) / (c * h * w)
+            expect = expect + ((fs - ft) ** 2).mean() + 0.5 * ((gram_s - gram_t) ** 2).mean()
+    assert float(distillation_loss(s, t, feats, 0.5)) == pytest.approx(float(expect), rel=1e-5)
