@@ -27,6 +27,20 @@ def test_dense_macs_match_closed_forms_and_torch_flop_counter():
     assert costs[0].input_elems == x.numel() and costs[0].output_elems == 2 * 8 * 12 * 12
 
 
+def test_transposed_convolution_macs_match_torch_flop_counter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1),
+                          nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1, groups=2))
+    x = torch.randn(2, 6, 5, 5)
+    costs = layer_costs(model, x)
+    assert [c.kind for c in costs] == ["ConvTranspose2d", "ConvTranspose2d"]
+    # every weight meets every *input* position: C_in (C_out / g) k^2 H_in W_in
+    assert [c.macs for c in costs] == [2 * 6 * 4 * 9 * 25, 2 * 4 * 1 * 16 * 100]
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    assert 2 * total_macs(costs) == counter.get_total_flops()
+
+
 def test_effectual_macs_count_the_products_with_nonzero_weights():
     model, x = _net(), torch.randn(1, 3, 12, 12)
     attach_mask(model[0], magnitude_mask(model[0].weight, 0.75))

@@ -4,7 +4,10 @@ A convolution ``Conv(C_in -> C_out, k x k, groups g)`` producing an ``H x W`` ma
 ``C_out (C_in / g) k^2 H W`` multiply-accumulates per example: every weight is used once per
 output position. Pruning to ``nnz`` nonzero weights leaves ``nnz H W`` *effectual* MACs (the
 products with a nonzero weight; zero-padded inputs are counted as in the dense figure). A
-linear layer does ``out * in`` MACs per input row and ``nnz`` effectual ones. ``layer_costs``
+linear layer does ``out * in`` MACs per input row and ``nnz`` effectual ones. A transposed
+convolution ``ConvTranspose(C_in -> C_out, k x k, groups g)`` reading an ``H x W`` map does
+``C_in (C_out / g) k^2 H W``: every weight is used once per *input* position (its output
+positions overlap and are summed). ``layer_costs``
 measures the shapes with forward hooks on one batch, so any architecture works.
 """
 
@@ -15,7 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+           nn.ConvTranspose3d, nn.Linear)
 
 
 @dataclass
@@ -49,6 +53,8 @@ def layer_costs(model: nn.Module, example_input: torch.Tensor) -> list[LayerCost
             x = inputs[0]
             if isinstance(module, nn.Linear):
                 uses = x.numel() // module.in_features  # rows that meet every weight
+            elif isinstance(module, nn.modules.conv._ConvTransposeNd):
+                uses = x.shape[0] * x[0, 0].numel()  # each weight meets every input position
             else:  # each weight meets every output position of its channel
                 uses = output.shape[0] * output[0, 0].numel()
             nnz = int((w != 0).sum())
