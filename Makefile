@@ -45,7 +45,7 @@ browser-deps:  ## Debian's chromium + chromedriver for the browser test (apt-get
 
 test-full: export OMP_NUM_THREADS ?= 1
 test-full: venv  ## every chapter's full configuration end to end on fixture data (dry runs)
-	$(PY) -m pytest -m fullscale tests/test_fullscale.py
+	BOOK_TEST_FULL=1 $(PY) -m pytest -m fullscale tests/test_fullscale.py
 
 lab: venv  ## JupyterLab on the chapters
 	$(VENV)/bin/jupyter lab chapters/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
