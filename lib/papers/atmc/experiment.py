@@ -161,13 +161,14 @@ def _bits(method: str) -> int:
 
 def evaluate(model: torch.nn.Module, data: dict[str, torch.Tensor], cfg: ATMCConfig,
              seed: int, n: int | None = None, eps: float | None = None,
-             attacks: tuple[str, ...] = ATTACKS) -> dict[str, np.ndarray]:
-    """Per-item 0/1 correctness of ``model`` on the first ``n`` test items per attack."""
+             attacks: tuple[str, ...] = ATTACKS) -> dict[str, torch.Tensor]:
+    """Per-item 0/1 correctness of ``model`` on the first ``n`` test items per attack (CPU
+    tensors: the artifact cache loads tensors, not numpy arrays)."""
     n = cfg.n_eval if n is None else n
     x, y = data["x_test"][:n], data["y_test"][:n]
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
-    return {a: robust_correct(model, x, y, a, attack_config(cfg, True, eps), seed).cpu().numpy()
+    return {a: robust_correct(model, x, y, a, attack_config(cfg, True, eps), seed).cpu()
             for a in attacks}
 
 
@@ -239,8 +240,8 @@ def eps_curve(cfg: ATMCConfig, device: torch.device, cache: ArtifactCache,
 def comparison(results: dict[tuple[str, float], list[dict[str, Any]]], a: str, b: str,
                ratio: float, attack: str):
     """Paired interval of accuracy(a) - accuracy(b) at ``ratio`` (seeds x items)."""
-    xa = np.stack([r["correct"][attack] for r in results[(a, ratio)]])
-    xb = np.stack([r["correct"][attack] for r in results[(b, ratio)]])
+    xa = np.stack([r["correct"][attack].numpy() for r in results[(a, ratio)]])
+    xb = np.stack([r["correct"][attack].numpy() for r in results[(b, ratio)]])
     return paired_bootstrap(xa, xb)
 
 
@@ -262,14 +263,15 @@ def run(cfg: ATMCConfig, device: str = "auto", cache: ArtifactCache | None = Non
     table = []
     for kind in ("natural", "adversarial"):
         for attack in ATTACKS:
-            iv = bootstrap_interval(np.stack([ctrl[s][kind][attack] for s in cfg.seeds]))
+            iv = bootstrap_interval(np.stack([ctrl[s][kind][attack].numpy()
+                                              for s in cfg.seeds]))
             metrics.update(iv.as_metrics(f"dense_{kind}_{attack}"))
     for (m, r), runs in results.items():
         row = {"method": LABELS[m], "ratio": r,
                "size_ratio": float(np.mean([x["size"]["size_ratio"] for x in runs])),
                "nonzeros": int(runs[0]["size"]["nonzeros"]), "budget": int(runs[0]["budget"])}
         for attack in ATTACKS:
-            row[attack] = float(np.mean([x["correct"][attack].mean() for x in runs]))
+            row[attack] = float(np.mean([float(x["correct"][attack].mean()) for x in runs]))
             metrics[f"{m}_r{r:g}_{attack}"] = row[attack]
         table.append(row)
     smallest = min(cfg.ratios)
