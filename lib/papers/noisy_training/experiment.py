@@ -56,6 +56,7 @@ from lib.asr import (
 )
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, select_device
 from lib.core.claims import Claim
+from lib.core.limits import limit_steps
 from lib.sparse import attach_mask
 
 from .method import (
@@ -305,13 +306,13 @@ def run(config: NoisyTrainingConfig, seed: int = 0, *, device: str = "auto",
                             cache=cache)
 
     sweep = [{**_summary(get(config.sparsity, s, seed), roles)}
-             for s in (0.0, *config.sweep_sigmas)]
+             for s in (0.0, *config.sweep_sigmas[:limit_steps(len(config.sweep_sigmas))])]
     if config.sigma is not None:
         sigma = config.sigma
     else:
         noisy = [r for r in sweep if r["sigma"] > 0]
         sigma = min(noisy, key=lambda r: r["wer_dev"])["sigma"]
-    seeds = [seed + i for i in range(config.n_seeds)]
+    seeds = [seed + i for i in range(limit_steps(config.n_seeds))]
     rows, keys = [], []
     for name, sparsity, sig in conditions(config, sigma):
         for s in seeds:
@@ -336,13 +337,14 @@ def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, f
     first ``flatness_utterances`` training utterances (cached)."""
     cache = cache or ArtifactCache()
     key = {"runs": [_run_key(config, *k) for k in keys], "radii": config.flatness_radii,
-           "draws": config.flatness_draws, "utterances": config.flatness_utterances}
+           "draws": limit_steps(config.flatness_draws),
+           "utterances": limit_steps(config.flatness_utterances)}
 
     def build() -> dict[str, Any]:
         dense = dense_asr_artifact(config.recipe, config.dense_seed, cache)
         sets, _ = load_sets(config)
         probe_set = sets["train"].subset(range(min(len(sets["train"]),
-                                                   config.flatness_utterances)))
+                                                   key["utterances"])))
         t0 = time.perf_counter()
         losses = []
         for sparsity, sigma, s in keys:
@@ -350,7 +352,7 @@ def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, f
                              cache=cache)
             model = load_run_model(dense, r).to(select_device(device))
             losses.append(flatness_probe(model, probe_set, config.flatness_radii,
-                                         config.flatness_draws,
+                                         key["draws"],
                                          derive_seed(config.dense_seed, "probe"),
                                          batch_size=config.eval_batch_size))
         return {"keys": [list(k) for k in keys], "radii": list(config.flatness_radii),

@@ -49,6 +49,7 @@ from lib.asr.model import cpu_state_dict, training_device
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, seed_everything
 from lib.core import train_loop as core_train_loop
 from lib.core.claims import Claim
+from lib.core.limits import limit_steps
 from lib.sparse import cubic_sparsity
 
 from .method import (
@@ -389,7 +390,9 @@ def search_for_budget(config: OmniSparsityConfig, runs: dict[str, Any], seed: in
     t0 = time.perf_counter()
     found = evolutionary_search(
         fitness, size, budget, n_genes, config.sparsity_choices,
-        population=config.population, generations=config.generations,
+        # a dry run (``--max-steps``) caps the search's generations as it caps training
+        population=max(2, limit_steps(config.population)),
+        generations=limit_steps(config.generations),
         mutation_prob=config.mutation_prob, mutation=config.mutation,
         generator=make_generator(derive_seed(seed, "search")),
         initial=[uniform] if config.seed_search_with_uniform else [])
