@@ -46,11 +46,11 @@ import numpy as np
 import torch
 
 from lib.asr import (
-    DENSE_RECIPES,
     ASRModel,
     TrainConfig,
     dense_asr_artifact,
     dense_asr_key,
+    dense_recipe,
     evaluate_wer,
     model_from_artifact,
 )
@@ -78,6 +78,7 @@ class NoisyTrainingConfig:
     # fine-tuning (all conditions alike)
     steps: int = 300
     batch_size: int = 16
+    dense_batch_size: int = 0        # the dense model's training batch (0: its recipe's)
     lr: float = 3e-4
     warmup_steps: int = 30
     clip_grad_norm: float = 10.0
@@ -123,7 +124,7 @@ class NoisyTrainingConfig:
 
     @property
     def recipe(self):
-        return DENSE_RECIPES[self.dense_scale]
+        return dense_recipe(self.dense_scale, self.dense_batch_size)
 
     def finetune_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,

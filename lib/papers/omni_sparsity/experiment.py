@@ -34,12 +34,12 @@ from typing import Any
 import torch
 
 from lib.asr import (
-    DENSE_RECIPES,
     ASRModel,
     BucketBatches,
     StepBatchLoader,
     count_parameters,
     dense_asr_key,
+    dense_recipe,
     evaluate_wer,
     make_optimizer,
     model_from_artifact,
@@ -89,6 +89,7 @@ class OmniSparsityConfig:
     lr: float = 3e-4
     warmup_steps: int = 10
     batch_size: int = 16
+    dense_batch_size: int = 0        # the dense model's training batch (0: its recipe's)
     # search
     budget_sparsity: float = 0.7     # budget = size of the uniform sub-network at this
     population: int = 8
@@ -261,7 +262,7 @@ def _build(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int, sp
 def _keys(config: OmniSparsityConfig, seed: int, dense_seed: int,
           cache: ArtifactCache) -> tuple[dict[str, Any], list[str]]:
     """The config part of the fine-tuned models' keys, and the dense model they depend on."""
-    recipe = DENSE_RECIPES[config.dense_scale]
+    recipe = dense_recipe(config.dense_scale, config.dense_batch_size)
     key = {"config": config, "seed": seed, "dense_seed": dense_seed}
     return key, [dense_asr_key(recipe, dense_seed, cache)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib.asr import DENSE_RECIPES, dense_asr_artifact, load_data, model_from_artifact
+from lib.asr import DENSE_RECIPES, dense_asr_artifact, dense_recipe, load_data, model_from_artifact
 from lib.core import ArtifactCache
 
 
@@ -22,7 +22,7 @@ def dense_and_data(config: Any, dense_seed: int, cache: ArtifactCache | None = N
                    ) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """``(dense artifact, {split: set}, tokenizer)``: the dense model of
     ``config.dense_scale`` (trained once and cached) and the data it was trained on."""
-    recipe = DENSE_RECIPES[config.dense_scale]
+    recipe = dense_recipe(config.dense_scale, config.dense_batch_size)
     dense = dense_asr_artifact(recipe, dense_seed, cache)
     sets, tokenizer = load_data(recipe, dense_seed, tokenizer=model_from_artifact(dense)[1])
     return dense, sets, tokenizer
