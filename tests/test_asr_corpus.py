@@ -74,6 +74,18 @@ def test_additive_noise_has_exactly_the_requested_snr(kind):
     assert np.array_equal(add_noise(signal, math.inf, kind, rng), signal)
 
 
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_torchaudio_mixing_equals_the_hand_written_scaling(kind):
+    """add_noise (torchaudio.functional.add_noise) equals the former formula
+    ``signal + make_noise * sqrt(P_signal / 10^(snr / 10))`` on the same noise draw."""
+    signal = np.random.default_rng(3).standard_normal(5000) * 0.1
+    for snr in (-5.0, 5.0, 30.0):
+        ours = add_noise(signal, snr, kind, np.random.default_rng(4))
+        noise = make_noise(signal.size, kind, np.random.default_rng(4))
+        former = signal + noise * np.sqrt(np.mean(signal**2) / 10.0 ** (snr / 10.0))
+        assert ours.dtype == np.float64 and np.allclose(ours, former, rtol=0, atol=1e-9)
+
+
 def test_pink_noise_power_falls_as_one_over_frequency():
     power = np.zeros(4097)
     rng = np.random.default_rng(1)

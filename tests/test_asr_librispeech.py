@@ -137,3 +137,13 @@ def test_missing_split_names_the_command_that_fills_the_path_the_chapter_reads(t
         load_data(DENSE_RECIPES["full"])
     message = str(err.value)
     assert f"--root {tmp_path / 'books-data'}" in message and "librispeech.py" in message
+
+
+def test_subset_is_a_view_of_those_utterances_in_that_order(tmp_path):
+    write_fixture(tmp_path)
+    full = LibriSpeechSet(tmp_path, "dev-other", CharTokenizer())
+    part = full.subset([4, 1])
+    assert len(part) == 2 and part.texts == [full.texts[4], full.texts[1]]
+    assert part.speakers == [full.speakers[4], full.speakers[1]]
+    assert torch.equal(part[0][0], full[4][0]) and part[1][1] == full[1][1]
+    assert part.lengths() == [full.lengths()[4], full.lengths()[1]]

@@ -109,13 +109,16 @@ def make_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 def add_noise(signal: np.ndarray, snr_db: float, kind: str,
               rng: np.random.Generator) -> np.ndarray:
-    """``signal + noise`` with noise power ``P_signal / 10^(snr_db / 10)`` (float64 out)."""
+    """``signal + noise`` with noise power ``P_signal / 10^(snr_db / 10)`` (float64 out):
+    ``make_noise``'s colour, scaled by ``torchaudio.functional.add_noise``."""
+    from torchaudio.functional import add_noise as mix
+
     signal = np.asarray(signal, dtype=np.float64)
     if math.isinf(snr_db) and snr_db > 0:
         return signal.copy()
-    power = np.mean(signal**2)
-    noise = make_noise(signal.size, kind, rng) * np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    return signal + noise
+    noise = torch.from_numpy(make_noise(signal.size, kind, rng))
+    snr = torch.tensor([float(snr_db)], dtype=torch.float64)
+    return mix(torch.from_numpy(signal)[None], noise[None], snr)[0].numpy()
 
 
 def utterance_plan(config: DigitCorpusConfig, split: str, seed: int) -> list[dict[str, Any]]:

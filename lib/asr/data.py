@@ -124,11 +124,15 @@ class _StepsDataset(torch.utils.data.Dataset):
 class StepBatchLoader:
     """``get(step)``: the ``Batch`` of a training step, this rank's shard of the sampler's
     indices; with ``num_workers`` DataLoader workers read and featurise the next batches
-    ahead, in step order (a resumed run restarts the workers at its first step)."""
+    ahead, in step order (a resumed run restarts the workers at its first step). ``steps``
+    is capped by the dry-run step limit (``lib.core.limit_steps``), as the training loop
+    is, and no more workers start than there are batches left to read."""
 
     def __init__(self, dataset, sampler, steps: int, *, rank: int = 0, world: int = 1,
                  num_workers: int = 0):
-        self.dataset, self.sampler, self.steps = dataset, sampler, steps
+        from lib.core.limits import limit_steps
+
+        self.dataset, self.sampler, self.steps = dataset, sampler, limit_steps(steps)
         self.rank, self.world, self.num_workers = rank, world, num_workers
         self._iterator, self._next = None, None
 
@@ -144,8 +148,10 @@ class StepBatchLoader:
         if self.num_workers == 0:
             return self.dataset.batch(self.indices(step))
         if self._iterator is None or step != self._next:
-            loader = torch.utils.data.DataLoader(_StepsDataset(self, step), batch_size=None,
-                                                 shuffle=False, num_workers=self.num_workers)
+            ahead = _StepsDataset(self, step)
+            loader = torch.utils.data.DataLoader(
+                ahead, batch_size=None, shuffle=False,
+                num_workers=max(1, min(self.num_workers, len(ahead))))
             self._iterator, self._next = iter(loader), step
         self._next += 1
         return next(self._iterator)

@@ -117,6 +117,16 @@ class LibriSpeechSet(torch.utils.data.Dataset):
         for start in range(0, len(self), batch_size):
             yield self.batch(range(start, min(start + batch_size, len(self))))
 
+    def subset(self, indices) -> LibriSpeechSet:
+        """The utterances ``indices``, in that order (as ``UtteranceSet.subset``)."""
+        out = LibriSpeechSet.__new__(LibriSpeechSet)
+        idx = [int(i) for i in indices]
+        out.utterances = [self.utterances[i] for i in idx]
+        out.tokenizer = self.tokenizer
+        out.texts = [self.texts[i] for i in idx]
+        out.speakers = [self.speakers[i] for i in idx]
+        return out
+
     def lengths(self) -> list[int]:
         """Frames per utterance from the FLAC headers (no decoding)."""
         import soundfile as sf

@@ -10,6 +10,7 @@ scale's recipe rebuilds that scale's model only.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +135,27 @@ def model_from_artifact(artifact: dict[str, Any]) -> tuple[ASRModel, Any]:
     return model.eval(), tokenizer_from_state(artifact["tokenizer"])
 
 
-def dense_asr(scale: str, seed: int = 0, cache: ArtifactCache | None = None,
-              **recipe_knobs: Any) -> tuple[ASRModel, Any, dict[str, Any]]:
-    """``(model, tokenizer, artifact)`` of the shared dense recogniser at ``scale``."""
+def dense_recipe(scale: str, train_batch_size: int = 0, **recipe_knobs: Any) -> DenseASRRecipe:
+    """The dense recipe at ``scale`` with ``recipe_knobs`` replaced and, when
+    ``train_batch_size`` is not 0, its training batch (a dry run's small batch; the
+    artifact's key holds the recipe, so such a model never stands in for the real one)."""
     recipe = DENSE_RECIPES.get(scale, **recipe_knobs)
+    if train_batch_size:
+        recipe = replace(recipe, train=replace(recipe.train, batch_size=train_batch_size))
+    return recipe
+
+
+def dense_asr(scale: str, seed: int = 0, cache: ArtifactCache | None = None,
+              train_batch_size: int = 0, **recipe_knobs: Any
+              ) -> tuple[ASRModel, Any, dict[str, Any]]:
+    """``(model, tokenizer, artifact)`` of the shared dense recogniser at ``scale``
+    (``train_batch_size``, ``recipe_knobs``: see ``dense_recipe``)."""
+    recipe = dense_recipe(scale, train_batch_size, **recipe_knobs)
     artifact = dense_asr_artifact(recipe, seed, cache)
     model, tokenizer = model_from_artifact(artifact)
     return model, tokenizer, artifact
 
 
 __all__ = ["ARTIFACT_NAME", "DENSE_RECIPES", "DenseASRRecipe", "UtteranceSet", "dense_asr",
-           "dense_asr_artifact", "dense_asr_cached", "dense_asr_key", "eval_splits", "load_data",
-           "model_from_artifact", "train_dense"]
+           "dense_asr_artifact", "dense_asr_cached", "dense_asr_key", "dense_recipe", "eval_splits",
+           "load_data", "model_from_artifact", "train_dense"]

@@ -11,16 +11,11 @@ from collections.abc import Sequence
 
 def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
     """Minimum number of substitutions, deletions and insertions turning ``reference`` into
-    ``hypothesis`` (dynamic programming, one row at a time)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, start=1):
-        current = [i] + [0] * len(hypothesis)
-        for j, h in enumerate(hypothesis, start=1):
-            current[j] = min(previous[j] + 1,             # deletion of r
-                             current[j - 1] + 1,          # insertion of h
-                             previous[j - 1] + (r != h))  # substitution (or match)
-        previous = current
-    return previous[-1]
+    ``hypothesis`` (``torchaudio.functional.edit_distance``: Levenshtein over any sequences,
+    words or characters)."""
+    from torchaudio.functional import edit_distance as levenshtein
+
+    return int(levenshtein(list(reference), list(hypothesis)))
 
 
 def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:

@@ -12,7 +12,6 @@ Scripts can equally be started from a shell: ``torchrun --nproc-per-node N scrip
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import uuid
@@ -138,7 +137,9 @@ def run_data_parallel(fn: Callable[..., Any], nprocs: int, *args: Any,
     directory.mkdir(parents=True, exist_ok=True)
     out_path = directory / f"rank0-result-{uuid.uuid4().hex[:12]}.pt"
     try:
-        launch(functools.partial(_rank_main, fn, kwargs, str(out_path)), nprocs, *args)
+        # _rank_main itself, not a functools.partial: elastic_launch names its entrypoint
+        # by ``__name__``, which a partial lacks
+        launch(_rank_main, nprocs, fn, kwargs, str(out_path), *args)
         return safe_torch_load(out_path)
     finally:
         out_path.unlink(missing_ok=True)

@@ -1,66 +1,47 @@
-"""Omni-sparsity DNN (Yang et al., ICASSP 2022): one supernet, sub-networks at every sparsity.
+"""Omni-sparsity, the experiment: configs, the individually pruned baseline, evaluation of
+every sparsity level, the budgeted search, training costs and the claim.
 
-Problem. An on-device recogniser must fit many size budgets (phones, watches, ...). Pruning
-one model per budget costs one training run per budget. The omni-sparsity supernet trains a
-single set of weights ``W`` such that, for *any* per-layer sparsity vector
-``s = (s_1, ..., s_L)``, the sub-network ``W ⊙ M(W, s)`` is good, where ``M`` keeps the
-largest-magnitude weights of each layer. After training, a search picks ``s`` for a size
-budget without retraining. The paper reports its sub-networks beating individually pruned
+An on-device recogniser must fit many size budgets (phones, watches, ...). Pruning one model
+per budget costs one training run per budget; the supernet (``method.py``) trains one set
+of weights for all of them. The paper reports its sub-networks beating individually pruned
 models by 2%-6.6% relative WER on LibriSpeech test-other, for the training cost of about one
 model.
 
-The algorithm as we implement it (``omni_supernet_step``, one step per mini-batch ``B``):
-
-1. ``s_max(t) = s_f + (0 - s_f) (1 - t / t_ramp)^3``: the largest sparsity allowed grows
-   with Zhu & Gupta's cubic schedule (``lib.sparse.cubic_sparsity``);
-2. sample sub-networks (the *sandwich rule* of BigNAS/slimmable networks): the dense one
-   ``s = 0``, the sparsest ``s_l = s_max`` for all ``l``, and ``n_random`` vectors with each
-   ``s_l`` drawn uniformly from the choices ``<= s_max``;
-3. for each sampled ``s``: masks ``M_l = top-k(|W_l|)`` with ``k = (1 - s_l) n_l``, computed
-   from the *current* shared weights (nested: a weight kept at sparsity ``s'`` is kept at
-   every ``s < s'``, ``lib.sparse.nested_magnitude_masks``); loss ``L(W ⊙ M; B)``;
-   accumulate ``∇_W L / n_sub``;
-4. one optimizer step on the shared ``W``.
-
-The baseline prunes one model per sparsity (gradual magnitude pruning with the cubic
-schedule, masks recomputed every ``prune_every`` steps, pruned weights stay pruned), each
-from the same dense model. The search (``evolutionary_search``) evolves per-layer sparsity
-vectors under a parameter budget, scoring each by its dev-set WER through the supernet.
+The baseline (``gradual_prune``) prunes one model per sparsity (gradual magnitude pruning
+with the cubic schedule, masks recomputed every ``prune_every`` steps, pruned weights stay
+pruned), each from the same dense model. The search (``search_for_budget``) evolves
+per-layer sparsity vectors under a parameter budget, scoring each by its dev-set fitness
+through the supernet.
 
 **Our reading** (the paper publishes neither code nor these details; each is a knob of
 ``OmniSparsityConfig``): unstructured magnitude masks per weight matrix; the Emformer
 layers' weight matrices are pruned (``prune_scope``), with one sparsity per linear layer,
 i.e. per weight matrix (``granularity``); per-layer choices ``{0, 0.1, ..., 0.9}``;
 dense + sparsest + 2 random sub-networks per step with accumulated gradients; masks
-recomputed every step; both
-approaches start from the same pre-trained dense model (``lib.asr.dense_asr``); the search
-scores candidates by their dev-set RNN-T loss (``search_metric``).
+recomputed every step; both approaches start from the same pre-trained dense model
+(``lib.asr.dense_asr``, ``task.py``); the search scores candidates by their dev-set RNN-T
+loss (``search_metric``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from lib.asr import (
-    DENSE_RECIPES,
     ASRModel,
     BucketBatches,
     StepBatchLoader,
-    TrainConfig,
     count_parameters,
-    dense_asr_artifact,
     dense_asr_key,
+    dense_recipe,
     evaluate_wer,
-    load_data,
     make_optimizer,
-    make_specaugment,
     model_from_artifact,
     paired_bootstrap,
 )
@@ -68,9 +49,21 @@ from lib.asr.model import cpu_state_dict, training_device
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, seed_everything
 from lib.core import train_loop as core_train_loop
 from lib.core.claims import Claim
-from lib.sparse import attach_mask, cubic_sparsity, get_mask, nested_magnitude_masks
+from lib.core.limits import limit_steps
+from lib.sparse import cubic_sparsity
 
-SPARSITY_CHOICES = tuple(round(0.1 * i, 1) for i in range(10))  # {0, 0.1, ..., 0.9}
+from .method import (
+    SPARSITY_CHOICES,
+    apply_subnet,
+    attach_dense_masks,
+    evolutionary_search,
+    finetune_train_config,
+    prepare_model,
+    subnet_size,
+    train_supernet,
+    weight_groups,
+)
+from .task import dense_and_data, split_names
 
 
 @dataclass(frozen=True)
@@ -96,6 +89,7 @@ class OmniSparsityConfig:
     lr: float = 3e-4
     warmup_steps: int = 10
     batch_size: int = 16
+    dense_batch_size: int = 0        # the dense model's training batch (0: its recipe's)
     # search
     budget_sparsity: float = 0.7     # budget = size of the uniform sub-network at this
     population: int = 8
@@ -146,197 +140,7 @@ CONFIGS = ScaleConfigs(
 )
 
 
-# --- the weights that are pruned, grouped into the genes of a sub-network -----------------
-
-def weight_groups(model: ASRModel, scope: str = "encoder",
-                  granularity: str = "linear") -> list[tuple[str, list[nn.Linear]]]:
-    """``(name, [Linear, ...])`` per gene: one per linear layer, i.e. weight matrix
-    (``"linear"``: attention query, key/value, output, FFN in, FFN out of each Emformer
-    block), or one per Emformer block (``"block"``); ``"encoder+predictor"`` adds the
-    predictor's LSTM."""
-    layers: list[tuple[str, list[nn.Linear]]] = []
-    for i, block in enumerate(model.rnnt.transcriber.transformer.emformer_layers):
-        linears = [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Linear)]
-        layers.append((f"emformer.{i}", [m for _, m in linears]))
-    if scope == "encoder+predictor":
-        lstm = [m for m in model.rnnt.predictor.lstm_layers.modules() if isinstance(m, nn.Linear)]
-        layers.append(("predictor", lstm))
-    if granularity == "block":
-        return layers
-    names = {id(m): n for n, m in model.named_modules()}
-    return [(names[id(m)].replace("rnnt.transcriber.transformer.emformer_layers.", "block")
-             .replace("rnnt.predictor.lstm_layers.", "lstm"), [m])
-            for _, mods in layers for m in mods]
-
-
-def shared_weight(module: nn.Linear) -> torch.Tensor:
-    """The dense weight ``W`` under any mask (``parametrizations.weight.original``)."""
-    if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
-        return module.parametrizations.weight.original
-    return module.weight
-
-
-def attach_dense_masks(groups: Sequence[tuple[str, list[nn.Linear]]]) -> None:
-    """Give every pruned matrix a mask of ones (before the optimizer is built)."""
-    for _, modules in groups:
-        for m in modules:
-            attach_mask(m, torch.ones_like(m.weight))
-
-
-def group_sizes(groups: Sequence[tuple[str, list[nn.Linear]]]) -> list[int]:
-    return [sum(m.weight.numel() for m in mods) for _, mods in groups]
-
-
-def subnet_size(groups, sparsities: Sequence[float], total_params: int) -> int:
-    """Non-zero parameters of the sub-network: everything minus the pruned weights
-    (``round(s n)`` per matrix, as ``magnitude_mask`` prunes)."""
-    pruned = sum(int(round(s * m.weight.numel()))
-                 for (_, mods), s in zip(groups, sparsities, strict=True) for m in mods)
-    return total_params - pruned
-
-
-@torch.no_grad()
-def apply_subnet(groups, sparsities: Sequence[float], *,
-                 keep_pruned: bool = False) -> None:
-    """Mask each matrix to its group's sparsity by the magnitude of its current weights
-    (step 3). ``keep_pruned`` ranks ``|W ⊙ M_old|`` so pruned weights stay pruned (the
-    gradual-pruning baseline); otherwise ``|W|`` (the supernet's shared weights)."""
-    for (_, mods), s in zip(groups, sparsities, strict=True):
-        for m in mods:
-            w = shared_weight(m)
-            if keep_pruned and get_mask(m) is not None:
-                w = w * get_mask(m)
-            attach_mask(m, nested_magnitude_masks(w, [s])[0])
-
-
-@torch.no_grad()
-def nested_subnet_masks(groups, subnets: Sequence[Sequence[float]]) -> list[list[torch.Tensor]]:
-    """Masks of several sub-networks from ONE ranking of each matrix (nested across
-    sub-networks: if ``s_l <= s'_l`` then ``M_l(s') ⊆ M_l(s)``). Returns, per sub-network,
-    the masks of all pruned matrices in ``groups`` order."""
-    per_subnet: list[list[torch.Tensor]] = [[] for _ in subnets]
-    for g, (_, mods) in enumerate(groups):
-        for m in mods:
-            masks = nested_magnitude_masks(shared_weight(m), [s[g] for s in subnets])
-            for k, mask in enumerate(masks):
-                per_subnet[k].append(mask)
-    return per_subnet
-
-
-def set_masks(groups, masks: Sequence[torch.Tensor]) -> None:
-    modules = [m for _, mods in groups for m in mods]
-    for m, mask in zip(modules, masks, strict=True):
-        attach_mask(m, mask)
-
-
-# --- step 1-2: which sub-networks a step trains -------------------------------------------
-
-def max_sparsity(step: int, config: OmniSparsityConfig) -> float:
-    """``s_max(t)``: cubic ramp from 0 to ``max(choices)`` over ``ramp_fraction`` of training."""
-    end = max(1, int(round(config.ramp_fraction * config.supernet_steps)))
-    return cubic_sparsity(step, max(config.sparsity_choices), 0, end) if end > 0 else \
-        max(config.sparsity_choices)
-
-
-def sample_subnets(step: int, n_genes: int, config: OmniSparsityConfig,
-                   generator: torch.Generator) -> list[tuple[float, ...]]:
-    """The sandwich: dense, sparsest (all genes at the largest allowed choice) and
-    ``n_random`` random vectors over the allowed choices."""
-    allowed = [c for c in sorted(config.sparsity_choices)
-               if c <= max_sparsity(step, config) + 1e-9]
-    subnets: list[tuple[float, ...]] = []
-    if config.sandwich:
-        subnets.append((0.0,) * n_genes)
-        subnets.append((allowed[-1],) * n_genes)
-    for _ in range(config.n_random):
-        idx = torch.randint(len(allowed), (n_genes,), generator=generator)
-        subnets.append(tuple(allowed[int(i)] for i in idx))
-    if not subnets:
-        raise ValueError("no sub-network to train: enable sandwich or set n_random >= 1")
-    return subnets
-
-
-# --- step 3-4: one supernet update ---------------------------------------------------------
-
-def omni_supernet_step(model: nn.Module, groups, batch, subnets: Sequence[Sequence[float]],
-                       optimizer: torch.optim.Optimizer, *, clip_grad_norm: float = 10.0,
-                       ddp: nn.Module | None = None) -> dict[str, float]:
-    """Accumulate ``∇_W L(W ⊙ M(W, s)) / n`` over the sampled sub-networks ``s``, then one
-    optimizer step on the shared weights. Returns the mean and per-role losses."""
-    from contextlib import nullcontext
-
-    optimizer.zero_grad(set_to_none=True)
-    all_masks = nested_subnet_masks(groups, subnets)  # from the current W (before the step)
-    forward = ddp if ddp is not None else model
-    losses = []
-    for k, masks in enumerate(all_masks):
-        set_masks(groups, masks)
-        # under DDP, synchronise gradients only on the last backward of the step
-        sync = nullcontext() if ddp is None or k == len(all_masks) - 1 else ddp.no_sync()
-        with sync:
-            loss = forward(batch) / len(all_masks)
-            loss.backward()
-        losses.append(loss.detach().item() * len(all_masks))
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-    optimizer.step()
-    out = {"loss": sum(losses) / len(losses), "grad_norm": float(norm)}
-    out.update({f"loss_{i}": v for i, v in enumerate(losses)})
-    return out
-
-
-def _finetune_config(config: OmniSparsityConfig, steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr,
-                       warmup_steps=config.warmup_steps, decay="cosine")
-
-
-def _prepare(artifact: dict[str, Any], config: OmniSparsityConfig, train_cfg: TrainConfig):
-    model, _ = model_from_artifact(artifact)
-    model.specaugment = make_specaugment(train_cfg)
-    model.to(training_device())
-    groups = weight_groups(model, config.prune_scope, config.granularity)
-    attach_dense_masks(groups)  # before the optimizer: it must see the masked parameters
-    return model, groups
-
-
-def train_supernet(artifact: dict[str, Any], train_set, config: OmniSparsityConfig, seed: int,
-                   *, ckpt_dir: str | Path | None = None, run_key: str | None = None,
-                   show_progress: bool | None = None) -> dict[str, Any]:
-    """Omni-sparsity training from the dense model: ``supernet_steps`` sandwich steps."""
-    from lib.core.distributed import rank_and_world, wrap_ddp
-
-    seed_everything(seed)
-    train_cfg = _finetune_config(config, config.supernet_steps)
-    model, groups = _prepare(artifact, config, train_cfg)
-    opt, sched = make_optimizer(model, train_cfg)
-    rank, world = rank_and_world()
-    loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
-                                                      derive_seed(seed, "super")),
-                             config.supernet_steps, rank=rank, world=world,
-                             num_workers=config.num_workers)
-    ddp = wrap_ddp(model) if world > 1 else None
-    n_genes = len(groups)
-    device = training_device()
-
-    def step_fn(step: int) -> dict[str, float]:
-        model.train()
-        g = make_generator(derive_seed(seed, "subnets", step))  # depends on (seed, step) only
-        subnets = sample_subnets(step, n_genes, config, g)
-        batch = loader.get(step).to(device)
-        logs = omni_supernet_step(model, groups, batch, subnets, opt, ddp=ddp)
-        sched.step()
-        return {**logs, "s_max": max_sparsity(step, config), "n_subnets": len(subnets)}
-
-    result = core_train_loop(step_fn, config.supernet_steps,
-                             state={"model": model, "opt": opt, "sched": sched},
-                             ckpt_dir=ckpt_dir, run_key=run_key,
-                             ckpt_every=max(1, config.supernet_steps // 20)
-                             if ckpt_dir else 0, desc="omni supernet",
-                             show_progress=show_progress)
-    apply_subnet(groups, (0.0,) * n_genes)
-    return {"state_dict": cpu_state_dict(model), "history": result.history,
-            "train_seconds": result.wall_time_s, "steps": result.steps,
-            "passes": sum(int(h["n_subnets"]) for h in result.history)}
-
+# --- the baseline: one gradually pruned model per sparsity -------------------------------
 
 def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfig,
                   sparsity: float, seed: int, *, ckpt_dir: str | Path | None = None,
@@ -347,8 +151,8 @@ def gradual_prune(artifact: dict[str, Any], train_set, config: OmniSparsityConfi
     from lib.core.distributed import rank_and_world, wrap_ddp
 
     seed_everything(seed)
-    train_cfg = _finetune_config(config, config.pruned_steps)
-    model, groups = _prepare(artifact, config, train_cfg)
+    train_cfg = finetune_train_config(config, config.pruned_steps)
+    model, groups = prepare_model(artifact, config, train_cfg)
     opt, sched = make_optimizer(model, train_cfg)
     rank, world = rank_and_world()
     loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
@@ -420,87 +224,7 @@ def subnet_loss(model: ASRModel, groups, sparsities: Sequence[float], dataset,
     return total / n
 
 
-def evolutionary_search(fitness: Callable[[tuple[float, ...]], float],
-                        size: Callable[[tuple[float, ...]], int], budget: int, n_genes: int,
-                        choices: Sequence[float], *, population: int, generations: int,
-                        mutation_prob: float, generator: torch.Generator,
-                        initial: Sequence[tuple[float, ...]] = (),
-                        mutation: str = "step") -> dict[str, Any]:
-    """Minimise ``fitness`` over per-gene sparsities with ``size(s) <= budget``.
-
-    The first population holds ``initial`` and mutants of it (random vectors when
-    ``initial`` is empty). Each generation keeps the best half (parents), and fills the
-    population with children:
-    uniform crossover of two parents, then each gene mutated with ``mutation_prob`` (moved
-    one choice up or down with ``mutation="step"``, redrawn with ``"resample"``); a child
-    over budget is *repaired* by raising a random gene one choice at a time. Every
-    candidate evaluated satisfies the budget; fitness values are memoised.
-    """
-    choices = sorted(choices)
-    if population < 2 or generations < 1:
-        raise ValueError(f"need population >= 2 and generations >= 1, got {population}, "
-                         f"{generations}")
-    if size(tuple([choices[-1]] * n_genes)) > budget:
-        raise ValueError(f"budget {budget} is below the sparsest sub-network's size "
-                         f"{size(tuple([choices[-1]] * n_genes))}: no sub-network fits")
-
-    def rand_int(n: int) -> int:
-        return int(torch.randint(n, (1,), generator=generator))
-
-    def repair(genes: list[float]) -> tuple[float, ...]:
-        while size(tuple(genes)) > budget:
-            raisable = [i for i, g in enumerate(genes) if g < choices[-1]]
-            i = raisable[rand_int(len(raisable))]
-            genes[i] = choices[choices.index(genes[i]) + 1]
-        return tuple(genes)
-
-    memo: dict[tuple[float, ...], float] = {}
-    trace: list[dict[str, Any]] = []
-    now = {"generation": 0}
-
-    def score(genes: tuple[float, ...]) -> float:
-        if genes not in memo:
-            memo[genes] = float(fitness(genes))
-            trace.append({"genes": genes, "size": size(genes), "fitness": memo[genes],
-                          "generation": now["generation"]})
-        return memo[genes]
-
-    def mutate(genes: list[float], prob: float) -> list[float]:
-        for i in range(n_genes):
-            if float(torch.rand(1, generator=generator)) < prob:
-                if mutation == "resample":
-                    genes[i] = choices[rand_int(len(choices))]
-                else:
-                    j = choices.index(genes[i]) + (1 if rand_int(2) else -1)
-                    genes[i] = choices[min(max(j, 0), len(choices) - 1)]
-        return genes
-
-    pop = [repair(list(g)) for g in initial][:population]
-    seeds = list(pop)
-    while len(pop) < population:
-        if seeds:
-            pop.append(repair(mutate(list(seeds[rand_int(len(seeds))]), max(mutation_prob, 0.2))))
-        else:
-            pop.append(repair([choices[rand_int(len(choices))] for _ in range(n_genes)]))
-    for generation in range(generations):
-        now["generation"] = generation
-        ranked = sorted(set(pop), key=lambda g: (score(g), size(g), g))
-        parents = ranked[:max(2, population // 2)]
-        children = []
-        while len(parents) + len(children) < population:
-            a, b = parents[rand_int(len(parents))], parents[rand_int(len(parents))]
-            child = mutate([a[i] if rand_int(2) else b[i] for i in range(n_genes)],
-                           mutation_prob)
-            children.append(repair(child))
-        pop = parents + children
-    now["generation"] = generations
-    best = min(set(pop), key=lambda g: (score(g), size(g), g))
-    return {"best": best, "fitness": memo[best], "size": size(best), "trace": trace,
-            "evaluations": len(memo)}
-
-
 # --- the whole experiment, with artifacts ---------------------------------------------------
-
 
 def _train_one(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int,
                sparsity: float, ckpt_dir: str | None, run_key: str | None,
@@ -508,9 +232,7 @@ def _train_one(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int
                loaded: tuple[dict[str, Any], Any] | None = None) -> dict[str, Any]:
     """Train the supernet (``kind="supernet"``) or one pruned model (``"pruned"``)."""
     if loaded is None:
-        recipe = DENSE_RECIPES[config.dense_scale]
-        dense = dense_asr_artifact(recipe, dense_seed)
-        sets, _ = load_data(recipe, dense_seed, tokenizer=model_from_artifact(dense)[1])
+        dense, sets, _ = dense_and_data(config, dense_seed)
     else:
         dense, sets = loaded
     if kind == "supernet":
@@ -540,7 +262,7 @@ def _build(kind: str, config: OmniSparsityConfig, seed: int, dense_seed: int, sp
 def _keys(config: OmniSparsityConfig, seed: int, dense_seed: int,
           cache: ArtifactCache) -> tuple[dict[str, Any], list[str]]:
     """The config part of the fine-tuned models' keys, and the dense model they depend on."""
-    recipe = DENSE_RECIPES[config.dense_scale]
+    recipe = dense_recipe(config.dense_scale, config.dense_batch_size)
     key = {"config": config, "seed": seed, "dense_seed": dense_seed}
     return key, [dense_asr_key(recipe, dense_seed, cache)]
 
@@ -567,9 +289,7 @@ def finetuned_artifacts(config: OmniSparsityConfig, seed: int, *, dense_seed: in
     {sparsity: ...}, "sets", "tokenizer"}``. Full scale trains each data-parallel."""
     cache = cache or ArtifactCache()
     dense_seed = seed if dense_seed is None else dense_seed
-    recipe = DENSE_RECIPES[config.dense_scale]
-    dense = dense_asr_artifact(recipe, dense_seed, cache)
-    sets, tokenizer = load_data(recipe, dense_seed, tokenizer=model_from_artifact(dense)[1])
+    dense, sets, tokenizer = dense_and_data(config, dense_seed, cache)
     key, parents = _keys(config, seed, dense_seed, cache)
     supernet = cache.get_or_train(
         "omni-supernet", key,
@@ -585,14 +305,6 @@ def finetuned_artifacts(config: OmniSparsityConfig, seed: int, *, dense_seed: in
                                           show_progress, ckpt, run), depends_on=parents)
     return {"dense": dense, "supernet": supernet, "pruned": pruned, "sets": sets,
             "tokenizer": tokenizer}
-
-
-def split_names(config: OmniSparsityConfig) -> tuple[str, tuple[str, ...]]:
-    """``(dev split, test splits)``, the hardest test split first: unseen voices then the
-    training voices on the digit corpus; LibriSpeech test-other then test-clean."""
-    if DENSE_RECIPES[config.dense_scale].data == "librispeech":
-        return "dev-other", ("test-other", "test-clean")
-    return "dev", ("test", "test_seen")
 
 
 def evaluate_levels(config: OmniSparsityConfig, runs: dict[str, Any],
@@ -679,7 +391,9 @@ def search_for_budget(config: OmniSparsityConfig, runs: dict[str, Any], seed: in
     t0 = time.perf_counter()
     found = evolutionary_search(
         fitness, size, budget, n_genes, config.sparsity_choices,
-        population=config.population, generations=config.generations,
+        # a dry run (``--max-steps``) caps the search's generations as it caps training
+        population=max(2, limit_steps(config.population)),
+        generations=limit_steps(config.generations),
         mutation_prob=config.mutation_prob, mutation=config.mutation,
         generator=make_generator(derive_seed(seed, "search")),
         initial=[uniform] if config.seed_search_with_uniform else [])
@@ -731,14 +445,6 @@ def relative_gain(baseline_wer: float, ours_wer: float) -> float:
     return (baseline_wer - ours_wer) / baseline_wer if baseline_wer > 0 else float("nan")
 
 
-__all__ = ["CONFIGS", "OmniSparsityConfig", "apply_subnet", "compare_approaches",
-           "evaluate_levels", "finetuned_cached",
-           "evolutionary_search", "finetuned_artifacts", "gradual_prune", "max_sparsity",
-           "nested_subnet_masks", "omni_supernet_step", "relative_gain", "run",
-           "sample_subnets", "search_for_budget", "subnet_size", "train_supernet",
-           "split_names", "training_costs", "weight_groups"]
-
-
 # --- claims ------------------------------------------------------------------------------------
 CLAIMS = [
     Claim.interval("omni_sparsity", "gain-at-one-model-cost",
@@ -748,5 +454,4 @@ CLAIMS = [
                    prefix="relwer_supernet_vs_pruned_s90", paper_effect=-0.02,
                    unit="relative WER change", percent=True),
 ]
-#: Full scale trains data-parallel (``--gpus N``).
-DATA_PARALLEL = True
+

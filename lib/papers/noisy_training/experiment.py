@@ -1,36 +1,17 @@
-"""Noisy training improves E2E ASR for the edge (Wang, Shangguan, Yang et al., 2021).
+"""Noisy training improves E2E ASR for the edge (Wang, Shangguan, Yang et al., 2021): the
+experiment.
 
 Problem. Streaming end-to-end recognisers that run on a device are small, often pruned,
 and prone to overfit their training data: they lose accuracy on unseen speakers and
-conditions. The paper adds *random noise to the parameters* during training: the model is
-pushed towards regions of weight space where the loss stays low when the weights move (a
-"smoother" model, An 1996), which it finds generalises better. It reports consistent WER
-reductions for dense and sparse Emformer RNN-T, and 12% (test-other) / 14% (test-clean)
+conditions. The paper trains them with weight noise (``method.py``) and reports consistent
+WER reductions for dense and sparse Emformer RNN-T, and 12% (test-other) / 14% (test-clean)
 relative at 90% sparsity on LibriSpeech.
 
-One step of noisy training (``noisy_training_step``), for each weight matrix ``W`` with
-pruning mask ``M`` (all ones when dense):
-
-1. draw the perturbation (``sample_weight_noise``)
-   additive:        ``eps ~ N(0, (sigma_t * std(W))^2)`` elementwise,
-   multiplicative:  ``eps = sigma_t * W * z``, ``z ~ N(0, 1)`` elementwise;
-   ``std(W)`` over the weights the mask keeps, ``sigma_t`` from the schedule
-   (``noise_scale``);
-2. forward and backward at the noisy point (``perturbed_weights``):
-   ``g = grad_W L((W + eps) * M; batch)`` (pruned weights stay exactly zero, and their
-   gradient is zero);
-3. restore ``W`` exactly (a saved copy, not ``W + eps - eps``);
-4. ``W <- optimizer(W, g)``: the update applies the noisy point's gradient to the clean
-   weights, so the noise never accumulates in ``W``.
-
-Sparse models come from gradual magnitude pruning (Zhu & Gupta 2017): the sparsity
-follows the cubic schedule ``s_t = s_f (1 - (1 - t / t_ramp)^3)`` (``lib.sparse``), and
-every ``prune_every`` steps each pruned matrix keeps its ``(1 - s_t) n`` largest
-``|W * M|`` (``magnitude_prune``), so a pruned weight stays pruned.
-
-The flatness probe (``flatness_probe``) measures the "smoother model" claim directly:
-the training loss at ``W + r * std(W) * z`` along a few fixed random directions ``z``,
-as a function of the radius ``r``; a flatter minimum loses less.
+The chapter compares four conditions (dense, dense + noise, sparse, sparse + noise), each
+fine-tuned from the shared dense model (``task.py``), over ``n_seeds`` seeds, with sigma
+picked on dev from a sweep. The flatness probe (``flatness_probe``) measures the "smoother
+model" claim directly: the training loss at ``W + r * std(W) * z`` along a few fixed random
+directions ``z``, as a function of the radius ``r``; a flatter minimum loses less.
 
 **Our reading.** The paper publishes no code and, beyond "random noise in the parameter
 space during training", none of the following; each is a knob of ``NoisyTrainingConfig``:
@@ -42,7 +23,7 @@ space during training", none of the following; each is a knob of ``NoisyTraining
   multiplicative variant scales by each weight's own magnitude);
 * a constant scale (``noise_schedule``: "linear" or "cosine" anneal it to 0 from
   ``anneal_start``); ``sigma`` chosen by dev-set WER from ``sweep_sigmas`` unless set;
-* the gradient at the noisy weights updates the clean weights (steps 2-4 above);
+* the gradient at the noisy weights updates the clean weights (steps 2-4 of ``method.py``);
 * pruning: the Emformer encoder's weight matrices, each to the same sparsity, which ramps
   up over the first ``prune_ramp_fraction`` of training, masks refreshed every
   ``prune_every`` steps; noise on the kept weights only;
@@ -56,184 +37,37 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn.utils import parametrize
 
 from lib.asr import (
-    DENSE_RECIPES,
     ASRModel,
-    BucketBatches,
-    StepBatchLoader,
     TrainConfig,
-    UtteranceSet,
-    add_noise,
     dense_asr_artifact,
     dense_asr_key,
-    digit_corpus,
+    dense_recipe,
     evaluate_wer,
-    load_data,
-    log_mel,
-    make_optimizer,
-    make_specaugment,
     model_from_artifact,
 )
-from lib.asr.model import cpu_state_dict, training_device
-from lib.core import (
-    ArtifactCache,
-    ScaleConfigs,
-    derive_seed,
-    make_generator,
-    seed_everything,
-    select_device,
-)
-from lib.core import train_loop as core_train_loop
+from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, select_device
 from lib.core.claims import Claim
-from lib.sparse import attach_mask, bake, cubic_sparsity, get_mask, magnitude_mask
+from lib.core.limits import limit_steps
+from lib.sparse import attach_mask
 
-NOISE_KINDS = ("additive", "multiplicative")
-NOISE_SCHEDULES = ("constant", "linear", "cosine")
+from .method import (
+    NOISE_KINDS,
+    NOISE_SCHEDULES,
+    encoder_matrices,
+    finetune,
+    perturbed_weights,
+)
+from .task import dense_start_artifact, eval_split_names, load_sets
 
-
-# --- the noise -------------------------------------------------------------------------------
-
-def noise_scale(step: int, total_steps: int, sigma: float, schedule: str = "constant",
-                anneal_start: float = 0.0) -> float:
-    """``sigma_t``: constant, or annealed from ``sigma`` to 0 between ``t_0 = anneal_start *
-    T`` and ``T``: linear ``sigma (1 - p)``, cosine ``sigma (1 + cos(pi p)) / 2`` with
-    ``p = clip((t - t_0) / (T - t_0), 0, 1)``."""
-    if schedule not in NOISE_SCHEDULES:
-        raise ValueError(f"unknown noise schedule {schedule!r}; valid: {NOISE_SCHEDULES}")
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    if total_steps < 1 or not 0.0 <= anneal_start < 1.0:
-        raise ValueError(f"need total_steps >= 1 and 0 <= anneal_start < 1, got "
-                         f"{total_steps}, {anneal_start}")
-    if schedule == "constant":
-        return float(sigma)
-    start = anneal_start * total_steps
-    p = min(1.0, max(0.0, (step - start) / (total_steps - start)))
-    if schedule == "linear":
-        return float(sigma * (1.0 - p))
-    return float(sigma * 0.5 * (1.0 + math.cos(math.pi * p)))
-
-
-class WeightMatrix(NamedTuple):
-    """A noised tensor: its name, the parameter itself (``original`` under a mask), and the
-    module and attribute where a pruning mask would sit."""
-
-    name: str
-    param: nn.Parameter
-    module: nn.Module
-    attr: str
-
-
-def weight_matrices(model: nn.Module) -> list[WeightMatrix]:
-    """Every parameter with two or more dimensions (weight matrices, embeddings, conv
-    kernels), in module order; biases and normalisation scales (1-D) are left out. A masked
-    weight (``lib.sparse.attach_mask``) is found through its ``original``."""
-    out: list[WeightMatrix] = []
-    for mod_name, module in model.named_modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue  # reached through the module that owns it, below
-        if parametrize.is_parametrized(module):
-            for attr, plist in module.parametrizations.items():
-                if plist.original.ndim >= 2:
-                    out.append(WeightMatrix(f"{mod_name}.{attr}", plist.original, module, attr))
-        for attr, p in module.named_parameters(recurse=False):
-            if p.ndim >= 2:
-                out.append(WeightMatrix(f"{mod_name}.{attr}", p, module, attr))
-    return out
-
-
-@torch.no_grad()
-def sample_weight_noise(weight: torch.Tensor, sigma: float, kind: str,
-                        generator: torch.Generator,
-                        mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Step 1: ``eps = sigma * std(W_kept) * z`` (additive) or ``sigma * W * z``
-    (multiplicative), ``z ~ N(0, I)`` from ``generator``; zero where ``mask`` is 0."""
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; valid: {NOISE_KINDS}")
-    w = weight.detach()
-    z = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
-    if kind == "additive":
-        kept = w[mask.bool()] if mask is not None else w
-        std = kept.std() if kept.numel() > 1 else w.new_zeros(())
-        eps = (sigma * std) * z
-    else:
-        eps = sigma * w * z
-    return eps * mask.to(w.dtype) if mask is not None else eps
-
-
-@contextmanager
-def perturbed_weights(model: nn.Module, sigma: float, *, kind: str = "additive",
-                      generator: torch.Generator) -> Iterator[list[WeightMatrix]]:
-    """Steps 1-3: inside the block every weight matrix holds ``W + eps`` (``eps`` zero on
-    pruned entries); on exit, normal or not, each is restored bit for bit from a copy."""
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    targets = weight_matrices(model) if sigma > 0 else []
-    saved: list[torch.Tensor] = []
-    try:
-        with torch.no_grad():
-            for t in targets:
-                eps = sample_weight_noise(t.param, sigma, kind, generator,
-                                          get_mask(t.module, t.attr))
-                saved.append(t.param.detach().clone())
-                t.param.add_(eps)
-        yield targets
-    finally:
-        with torch.no_grad():
-            for t, clean in zip(targets, saved, strict=False):
-                t.param.copy_(clean)
-
-
-def noisy_training_step(model: nn.Module, loss_fn: Callable[[], torch.Tensor],
-                        optimizer: torch.optim.Optimizer, *, sigma: float,
-                        generator: torch.Generator, kind: str = "additive",
-                        clip_grad_norm: float | None = 10.0) -> dict[str, float]:
-    """One update of noisy training around any ``loss_fn`` (a closure computing the loss
-    of the current batch): gradient at ``(W + eps) * M`` (steps 1-2), ``W`` restored
-    (step 3), then clipping and the optimizer step on the clean ``W`` (step 4)."""
-    optimizer.zero_grad(set_to_none=True)
-    with perturbed_weights(model, sigma, kind=kind, generator=generator):
-        loss = loss_fn()
-        loss.backward()
-    logs = {"loss": float(loss.detach())}
-    if clip_grad_norm is not None:
-        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                                 clip_grad_norm))
-    optimizer.step()
-    return logs
-
-
-# --- gradual magnitude pruning ---------------------------------------------------------------
-
-def encoder_matrices(model: ASRModel) -> list[nn.Linear]:
-    """The linear layers of the Emformer encoder's layers (what is pruned)."""
-    return [m for layer in model.rnnt.transcriber.transformer.emformer_layers
-            for m in layer.modules() if isinstance(m, nn.Linear)]
-
-
-@torch.no_grad()
-def magnitude_prune(layers: Sequence[nn.Module], sparsity: float) -> None:
-    """Mask each layer to keep its ``(1 - sparsity) n`` largest ``|W * M|`` (a weight pruned
-    before has magnitude 0 and stays pruned while the sparsity grows)."""
-    for m in layers:
-        mask = get_mask(m)
-        w = m.parametrizations.weight.original if mask is not None else m.weight
-        attach_mask(m, magnitude_mask(w * mask if mask is not None else w, sparsity))
-
-
-# --- config ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class NoisyTrainingConfig:
@@ -244,6 +78,7 @@ class NoisyTrainingConfig:
     # fine-tuning (all conditions alike)
     steps: int = 300
     batch_size: int = 16
+    dense_batch_size: int = 0        # the dense model's training batch (0: its recipe's)
     lr: float = 3e-4
     warmup_steps: int = 30
     clip_grad_norm: float = 10.0
@@ -289,7 +124,7 @@ class NoisyTrainingConfig:
 
     @property
     def recipe(self):
-        return DENSE_RECIPES[self.dense_scale]
+        return dense_recipe(self.dense_scale, self.dense_batch_size)
 
     def finetune_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
@@ -312,124 +147,8 @@ CONFIGS = ScaleConfigs(
 )
 
 
-# --- data: the recipe's sets plus the held-out noise condition -------------------------------
 
-def eval_split_names(config: NoisyTrainingConfig) -> dict[str, str]:
-    """``{role: split}``. Roles: ``dev`` (picks sigma), ``seen`` (digits only: new utterances
-    of the training voices), ``unseen`` (new speakers: digits ``test``, LibriSpeech
-    test-clean) and ``unseen_noisy`` (new speakers in harder conditions: the digit test
-    voices with extra noise, LibriSpeech test-other)."""
-    if config.recipe.data == "digits":
-        names = {"dev": "dev", "seen": "test_seen", "unseen": "test"}
-        if config.held_out_snr_db is not None:
-            names["unseen_noisy"] = "test_noisy"
-        return names
-    return {"dev": config.recipe.dev_splits[0], "unseen": "test-clean",
-            "unseen_noisy": "test-other"}
-
-
-#: The paper's relative WER improvements from noise at 90% sparsity (abstract).
-PAPER_IMPROVEMENT_90 = {"test-other": 0.12, "test-clean": 0.14}
-
-
-def role_labels(config: NoisyTrainingConfig) -> dict[str, tuple[str, str]]:
-    """``{role: (label, the paper's analogous LibriSpeech set or "-")}``."""
-    if config.recipe.data == "digits":
-        snr = config.held_out_snr_db
-        return {"dev": ("dev (unseen voices)", "-"), "seen": ("seen voices", "-"),
-                "unseen": ("unseen voices", "test-clean"),
-                "unseen_noisy": (f"unseen voices + {snr:g} dB noise" if snr is not None
-                                 else "-", "test-other")}
-    return {"dev": (config.recipe.dev_splits[0], "-"), "unseen": ("test-clean", "test-clean"),
-            "unseen_noisy": ("test-other", "test-other")}
-
-
-def held_out_noise_set(recipe, seed: int, tokenizer, snr_db: float,
-                       split: str = "test") -> UtteranceSet:
-    """``split`` of the digit corpus with extra white or pink noise (alternating) at
-    ``snr_db``, below the training corpus's lowest SNR: unseen voices in unseen noise."""
-    from lib.asr.corpus import NOISE_KINDS as COLOURS
-
-    corpus = digit_corpus(recipe.corpus, seed)
-    data = corpus[split]
-    feats = []
-    for i, audio in enumerate(data["audio"]):
-        rng = np.random.default_rng(derive_seed(seed, "held-out-noise", split, i))
-        noisy = add_noise(audio.numpy() / 32768.0, snr_db, COLOURS[i % len(COLOURS)], rng)
-        feats.append(log_mel(torch.from_numpy(np.clip(noisy, -1.0, 1.0)).float(),
-                             corpus["sample_rate"]))
-    return UtteranceSet(feats, data["text"], tokenizer, data.get("speaker"))
-
-
-@lru_cache(maxsize=2)
-def load_sets(config: NoisyTrainingConfig) -> tuple[dict[str, Any], Any]:
-    """``({split: set}, tokenizer)`` for fine-tuning and evaluation (built once a process)."""
-    sets, tokenizer = load_data(config.recipe, config.dense_seed)
-    if config.recipe.data == "digits" and config.held_out_snr_db is not None:
-        sets["test_noisy"] = held_out_noise_set(config.recipe, config.dense_seed, tokenizer,
-                                                config.held_out_snr_db)
-    return sets, tokenizer
-
-
-# --- fine-tuning one condition ---------------------------------------------------------------
-
-def finetune(dense_artifact: dict[str, Any], train_set, config: NoisyTrainingConfig, *,
-             sparsity: float, sigma: float, seed: int, device: str = "auto",
-             ckpt_dir: str | Path | None = None, run_key: str | None = None,
-             show_progress: bool | None = None) -> dict[str, Any]:
-    """Fine-tune the dense recogniser for ``config.steps`` steps, pruning to ``sparsity``
-    (0: stays dense) and with weight noise ``sigma`` (0: plain training). Returns the baked
-    state dict and the training log."""
-    from lib.core.distributed import rank_and_world, wrap_ddp
-
-    seed_everything(seed)
-    train_cfg = config.finetune_config()
-    model, _ = model_from_artifact(dense_artifact)
-    model.specaugment = make_specaugment(train_cfg)
-    rank, world = rank_and_world()
-    # under DDP each rank takes its own GPU (training_device); alone, the chosen device
-    dev = training_device() if world > 1 else torch.device(select_device(device))
-    model.to(dev)
-    layers = encoder_matrices(model) if sparsity > 0 else []
-    for m in layers:  # masks before the optimizer, which must see the masked parameters
-        attach_mask(m, torch.ones_like(m.weight))
-    opt, sched = make_optimizer(model, train_cfg)
-    # this rank's shard of each step's batch; LibriSpeech: workers read the next ones ahead
-    loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
-                                                      derive_seed(seed, "noisy-finetune")),
-                             config.steps, rank=rank, world=world,
-                             num_workers=train_cfg.num_workers)
-    trainable = wrap_ddp(model)
-    ramp_end = max(1, int(round(config.prune_ramp_fraction * config.steps)))
-
-    def step_fn(step: int) -> dict[str, float]:
-        model.train()
-        s_t = cubic_sparsity(step, sparsity, 0, ramp_end) if layers else 0.0
-        if layers and (step % config.prune_every == 0 or step == ramp_end):
-            magnitude_prune(layers, s_t)
-        batch = loader.get(step).to(dev)
-        sigma_t = noise_scale(step, config.steps, sigma, config.noise_schedule,
-                              config.anneal_start)
-        # the same draw on every rank: the generator depends only on (seed, step)
-        g = make_generator(derive_seed(seed, "weight-noise", step), dev)
-        logs = noisy_training_step(model, lambda: trainable(batch), opt, sigma=sigma_t,
-                                   generator=g, kind=config.noise_kind,
-                                   clip_grad_norm=config.clip_grad_norm)
-        sched.step()
-        return {**logs, "sigma": sigma_t, "sparsity": s_t}
-
-    result = core_train_loop(step_fn, config.steps,
-                             state={"model": model, "opt": opt, "sched": sched},
-                             ckpt_dir=ckpt_dir, run_key=run_key,
-                             ckpt_every=max(1, config.steps // 20) if ckpt_dir else 0,
-                             desc=f"{'sparse' if sparsity else 'dense'} sigma={sigma:g}",
-                             show_progress=show_progress)
-    if layers:
-        magnitude_prune(layers, sparsity)  # exactly the target at the end
-    bake(model)
-    return {"state_dict": cpu_state_dict(model), "history": result.history,
-            "train_seconds": result.wall_time_s, "steps": result.steps}
-
+# --- one fine-tuned condition, cached -----------------------------------------------------
 
 def load_run_model(dense_artifact: dict[str, Any], run: dict[str, Any]) -> ASRModel:
     """The fine-tuned model of a run (eval mode); a sparse one gets its masks back
@@ -517,7 +236,8 @@ def run_is_cached(config: NoisyTrainingConfig, *, sparsity: float, sigma: float,
         depends_on=[dense_asr_key(config.recipe, config.dense_seed, cache)])
 
 
-# --- the flatness probe ----------------------------------------------------------------------
+
+# --- the flatness probe -------------------------------------------------------------------
 
 @torch.no_grad()
 def mean_loss(model: ASRModel, dataset, batch_size: int = 32) -> float:
@@ -549,7 +269,8 @@ def flatness_probe(model: ASRModel, dataset, radii: Sequence[float], draws: int,
     return out
 
 
-# --- the experiment --------------------------------------------------------------------------
+
+# --- the experiment -----------------------------------------------------------------------
 
 def conditions(config: NoisyTrainingConfig, sigma: float) -> list[tuple[str, float, float]]:
     """``(name, sparsity, sigma)`` of the four compared conditions."""
@@ -586,13 +307,13 @@ def run(config: NoisyTrainingConfig, seed: int = 0, *, device: str = "auto",
                             cache=cache)
 
     sweep = [{**_summary(get(config.sparsity, s, seed), roles)}
-             for s in (0.0, *config.sweep_sigmas)]
+             for s in (0.0, *config.sweep_sigmas[:limit_steps(len(config.sweep_sigmas))])]
     if config.sigma is not None:
         sigma = config.sigma
     else:
         noisy = [r for r in sweep if r["sigma"] > 0]
         sigma = min(noisy, key=lambda r: r["wer_dev"])["sigma"]
-    seeds = [seed + i for i in range(config.n_seeds)]
+    seeds = [seed + i for i in range(limit_steps(config.n_seeds))]
     rows, keys = [], []
     for name, sparsity, sig in conditions(config, sigma):
         for s in seeds:
@@ -610,27 +331,6 @@ def run(config: NoisyTrainingConfig, seed: int = 0, *, device: str = "auto",
             + flat["seconds"] + flat_sweep["seconds"] + start["seconds"]}
 
 
-def dense_start_artifact(config: NoisyTrainingConfig, *, device: str = "auto",
-                         cache: ArtifactCache | None = None) -> dict[str, Any]:
-    """WERs (by role) of the shared dense model every run starts from (cached)."""
-    cache = cache or ArtifactCache()
-    key = {"recipe": config.recipe, "dense_seed": config.dense_seed,
-           "held_out_snr_db": config.held_out_snr_db, "eval_batch_size": config.eval_batch_size}
-
-    def build() -> dict[str, Any]:
-        dense = dense_asr_artifact(config.recipe, config.dense_seed, cache)
-        sets, tokenizer = load_sets(config)
-        model, _ = model_from_artifact(dense)
-        t0 = time.perf_counter()
-        wer = {role: evaluate_wer(model.to(select_device(device)), sets[split], tokenizer,
-                                  batch_size=config.eval_batch_size)
-               for role, split in eval_split_names(config).items()}
-        return {"wer": wer, "seconds": time.perf_counter() - t0}
-
-    return cache.get_or_create("noisy-training-dense-start", key, build, depends_on=[
-        dense_asr_key(config.recipe, config.dense_seed, cache)])
-
-
 def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, float, int]],
                       *, device: str = "auto",
                       cache: ArtifactCache | None = None) -> dict[str, Any]:
@@ -638,13 +338,14 @@ def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, f
     first ``flatness_utterances`` training utterances (cached)."""
     cache = cache or ArtifactCache()
     key = {"runs": [_run_key(config, *k) for k in keys], "radii": config.flatness_radii,
-           "draws": config.flatness_draws, "utterances": config.flatness_utterances}
+           "draws": limit_steps(config.flatness_draws),
+           "utterances": limit_steps(config.flatness_utterances)}
 
     def build() -> dict[str, Any]:
         dense = dense_asr_artifact(config.recipe, config.dense_seed, cache)
         sets, _ = load_sets(config)
         probe_set = sets["train"].subset(range(min(len(sets["train"]),
-                                                   config.flatness_utterances)))
+                                                   key["utterances"])))
         t0 = time.perf_counter()
         losses = []
         for sparsity, sigma, s in keys:
@@ -652,7 +353,7 @@ def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, f
                              cache=cache)
             model = load_run_model(dense, r).to(select_device(device))
             losses.append(flatness_probe(model, probe_set, config.flatness_radii,
-                                         config.flatness_draws,
+                                         key["draws"],
                                          derive_seed(config.dense_seed, "probe"),
                                          batch_size=config.eval_batch_size))
         return {"keys": [list(k) for k in keys], "radii": list(config.flatness_radii),
@@ -662,7 +363,8 @@ def flatness_artifact(config: NoisyTrainingConfig, keys: Sequence[tuple[float, f
         dense_asr_key(config.recipe, config.dense_seed, cache)])
 
 
-# --- numbers for the chapter -----------------------------------------------------------------
+
+# --- numbers for the chapter --------------------------------------------------------------
 
 def relative_improvement(baseline_wer: float, noisy_wer: float) -> float:
     """``(WER_base - WER_noisy) / WER_base`` (positive: noise helps), as the paper reports."""
@@ -765,15 +467,6 @@ def flatness_curves(flat: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dic
             for name, v in curves.items()}
 
 
-__all__ = ["CONFIGS", "NOISE_KINDS", "NOISE_SCHEDULES", "PAPER_IMPROVEMENT_90",
-           "NoisyTrainingConfig", "WeightMatrix", "conditions", "dense_start_artifact",
-           "effect_verdict", "encoder_matrices", "eval_split_names", "finetune",
-           "flatness_artifact", "flatness_curves", "flatness_probe", "flatness_rise",
-           "held_out_noise_set", "improvements", "load_run_model", "load_sets",
-           "magnitude_prune", "mean_loss", "noise_scale", "noisy_training_step",
-           "perturbed_weights", "relative_improvement", "role_labels", "run", "run_artifact",
-           "run_is_cached", "sample_weight_noise", "summary_table", "weight_matrices"]
-
 
 # --- claims ------------------------------------------------------------------------------------
 CLAIMS = [
@@ -783,5 +476,4 @@ CLAIMS = [
                    prefix="relwer_noise_vs_plain_s90_unseen", paper_effect=-0.12,
                    unit="relative WER change", percent=True),
 ]
-#: Full scale trains data-parallel (``--gpus N``).
-DATA_PARALLEL = True
+
