@@ -29,7 +29,14 @@ from .method import ECCKnobs, ECCState, ecc_compress, ecc_step
 #: DataParallel on several GPUs; one H100-class GPU holds MobileNet's batch).
 DATA_PARALLEL = False
 
-__all__ = ["CLAIMS", "CONFIGS", "CONTROLS", "DATA_PARALLEL", "METHODS", "PAPER", "SETUPS",
-           "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress", "comparison",
-           "compress", "cost_fit", "ecc_compress", "ecc_step", "experiment", "fit_interval",
-           "measure_all", "method", "metrics_of", "run", "setup_config", "task"]
+#: ECC is fitted to latencies measured on this machine: a run from an empty cache measures
+#: again, the cost models move with the measurement noise, and so do the widths each method
+#: picks, their measured costs and accuracies. The same-seed check (tests/test_chapters.py)
+#: compares the rest of the record; the spread of the measurement is reported by
+#: benchmarks/ecc_bilinear.py and in the chapter.
+NONDETERMINISTIC_METRICS = (r"rel_error", r"^acc_", r"^cost_")
+
+__all__ = ["CLAIMS", "CONFIGS", "CONTROLS", "DATA_PARALLEL", "METHODS", "NONDETERMINISTIC_METRICS",
+           "PAPER", "SETUPS", "TUNING", "ECCConfig", "ECCKnobs", "ECCState", "cached_compress",
+           "comparison", "compress", "cost_fit", "ecc_compress", "ecc_step", "experiment",
+           "fit_interval", "measure_all", "method", "metrics_of", "run", "setup_config", "task"]
