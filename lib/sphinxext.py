@@ -32,7 +32,28 @@ def _dedupe_scripts(app, pagename: str, templatename: str, context: dict[str, An
     scripts[:] = kept  # in place: later listeners (MathJax) append to this very list
 
 
+def _register_bibliography_style() -> None:
+    """``bookalpha``: pybtex's alpha style labelled by citation key. Each chapter ends with
+    its own bibliography, so alpha's a/b suffixes (assigned within one list) cannot keep
+    two papers apart across chapters: ``yang2019ecc`` and ``yang2019energy`` are both
+    "YZL19". Keys are unique in references.bib, so the labels are too."""
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.alpha import Style as Alpha
+    from pybtex.style.labels import BaseLabelStyle
+
+    class KeyLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            for entry in sorted_entries:
+                yield entry.key
+
+    class BookAlpha(Alpha):
+        default_label_style = KeyLabels
+
+    register_plugin("pybtex.style.formatting", "bookalpha", BookAlpha, force=True)
+
+
 def setup(app) -> dict[str, Any]:
+    _register_bibliography_style()
     # MathJax on every page: Sphinx adds it only to pages where it recorded equations while
     # reading, and an incremental build loses that record for executed notebooks
     app.set_html_assets_policy("always")
