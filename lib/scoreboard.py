@@ -109,4 +109,5 @@ def scoreboard_table(rows: list[dict[str, Any]]):
                            "ours": r["ours"], "verdict": r["verdict"]} for r in rows])
     return (frame.style.hide(axis="index")
             .map(lambda v: f"background-color: {VERDICT_COLORS.get(v, 'white')}",
-                 subset=["verdict"]))
+                 subset=["verdict"])
+            .set_table_attributes('class="dataframe book-scoreboard"'))

@@ -23,3 +23,33 @@ def test_config_is_folded_with_its_knob_count():
     assert html.startswith('<details class="book-config">') and "knobs of <code>ToyConfig" in html
     assert html.count("<tr>") == 1 + len(CONFIGS["smoke"].__dataclass_fields__)
     assert "<code>lr</code></td><td>0.05" in html
+
+
+def test_book_style_hides_the_positional_index_and_formats_numbers():
+    import pandas as pd
+
+    from lib.core.display import book_frame_html
+
+    frame = pd.DataFrame({"wer": [0.164508, 0.2], "count": [2000.0, 3.0], "name": ["a", "b"]})
+    markup = book_frame_html(frame)
+    assert "0.1645" in markup and "0.164508" not in markup
+    assert "2,000" in markup and "2000.0" not in markup
+    assert ">0</th>" not in markup and ">1</th>" not in markup  # no positional index
+    named = frame.set_index("name")
+    assert ">a</th>" in book_frame_html(named)  # a meaningful index is kept
+
+
+def test_book_style_is_registered_with_a_running_kernel():
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from lib.core.display import install_book_style
+
+    shell = InteractiveShell.instance()
+    assert install_book_style()
+    frame = pd.DataFrame({"x": [0.5]}, index=pd.Index([0.3], name="budget"))
+    styled = shell.display_formatter.format(frame.style.format("{:.1%}"))[0]["text/html"]
+    assert "50.0%" in styled  # the chapter's own format is kept
+    assert "0.300000" not in styled and ">0.3<" in styled  # float index to 4 digits
+    plain = shell.display_formatter.format(pd.DataFrame({"y": [1.25]}))[0]["text/html"]
+    assert 'class="dataframe book-table"' in plain and ">0<" not in plain

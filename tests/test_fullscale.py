@@ -9,8 +9,9 @@ Marked ``fullscale``: run alone with ``make test-full`` (``pytest -m fullscale``
 A fixture may set ``HEAVY = "<why>"`` (a dict ``{setup: why}`` for some setups only) when
 its dry run cannot finish in the CI's time on a 2-core CPU (e.g. a 77 M-parameter model
 through five data-parallel launches): ``make test`` then skips it with that reason, and
-``make test-full`` (``BOOK_TEST_FULL=1``) runs it. ``make test`` dry-runs each chapter's
-default setup; ``make test-full`` every setup.
+``make test-full`` (``BOOK_TEST_FULL=1``) runs it. ``make test`` dry-runs one setup of each
+chapter, its ``CI_SETUP`` (``"default"`` unless the fixture names another, e.g. when the
+default setup is heavy); ``make test-full`` every setup.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def test_every_chapter_has_a_full_scale_dry_run():
                          "chapter's full configuration must run end to end on fixtures")
     for chapter in CHAPTERS:
         spec = _fixture(chapter)
+        setups = getattr(spec, "SETUPS", ["default"])
+        ci_setup = getattr(spec, "CI_SETUP", "default")
+        assert ci_setup in setups, (
+            f"{chapter}: CI_SETUP {ci_setup!r} is not one of its SETUPS {setups}")
         if is_data_parallel(chapter):
             assert getattr(spec, "GPUS", None) == 2, (
                 f"{chapter} trains data-parallel: its dry run must go through the launcher "
@@ -81,9 +86,9 @@ def test_full_configuration_runs_end_to_end_on_fixtures(chapter, setup, data_roo
     if os.environ.get("BOOK_TEST_FULL") != "1":
         if heavy:
             pytest.skip(f"heavy dry run, skipped outside make test-full: {heavy}")
-        if setup != "default":
+        if setup != getattr(spec, "CI_SETUP", "default"):
             pytest.skip(f"{chapter}'s other full-scale setups run in make test-full (the "
-                        "test suite dry-runs each chapter's default setup)")
+                        "test suite dry-runs one setup of each chapter: its CI_SETUP)")
     cmd = [sys.executable, "-m", "lib.reproduce", chapter, "--scale", "full",
            "--max-steps", str(getattr(spec, "MAX_STEPS", 2)), "--out", str(tmp_path),
            "--cell-timeout", "1200"]

@@ -103,3 +103,72 @@ def _sig(value: float, digits: int) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
     return f"{value:.{digits}g}"
+
+
+# --- The book's default table style ------------------------------------------------------
+#
+# A chapter that shows ``pd.DataFrame(rows)`` or ``frame.style.format(...)`` would print
+# pandas' positional index (0, 1, 2 ...) as a first column, floats as ``0.164508`` and a
+# float index as ``0.300000``. ``install_book_style`` (called when ``lib.core.plotting`` is
+# imported, which every chapter does) registers IPython formatters so that every table in a
+# chapter reads like ``show_table``'s without each cell asking for it.
+
+#: frames longer than this keep pandas' own (truncating) HTML
+MAX_STYLED_ROWS = 200
+
+
+def _default_index(index) -> bool:
+    import pandas as pd
+
+    return (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+            and index.name is None)
+
+
+def book_styler(styler):
+    """``styler`` as the book shows it: a default 0..n-1 index hidden, a float index to four
+    significant digits, the book's table class (wide tables scroll inside their box)."""
+    import pandas as pd
+
+    frame = styler.data
+    if _default_index(frame.index):
+        styler = styler.hide(axis="index")
+    elif not isinstance(frame.index, pd.MultiIndex) and frame.index.dtype.kind == "f":
+        styler = styler.format_index(lambda v: _sig(v, 4), axis=0)
+    if "class=" not in (styler.table_attributes or ""):
+        styler = styler.set_table_attributes('class="dataframe book-table"')
+    return styler
+
+
+def book_frame_html(frame) -> str:
+    """HTML of a plain data frame as the book shows it: ``book_styler`` plus float columns to
+    four significant digits and whole floats as integers (``2,000``, not ``2000.0``)."""
+    if len(frame) > MAX_STYLED_ROWS or not frame.columns.is_unique:
+        return frame._repr_html_()
+    formats = {c: (lambda v: "n/a" if v != v else _sig(v, 4))
+               for c in frame.columns if frame[c].dtype.kind == "f"}
+    return book_styler(frame.style.format(formats)).to_html()
+
+
+def install_book_style() -> bool:
+    """Register the book's table style with the running IPython kernel, and turn off
+    matplotlib's axis offsets (``+2.999e1`` under an axis). Returns whether a kernel was
+    found; outside IPython (scripts, tests) nothing changes but matplotlib's setting."""
+    import sys
+
+    import matplotlib
+
+    matplotlib.rcParams["axes.formatter.useoffset"] = False
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return False
+    import pandas as pd
+    from pandas.io.formats.style import Styler
+
+    html_formatter = shell.display_formatter.formatters["text/html"]
+    html_formatter.for_type(pd.DataFrame, book_frame_html)
+    html_formatter.for_type(Styler, lambda s: book_styler(s).to_html())
+    return True

@@ -1,8 +1,16 @@
-"""Plot conventions shared by every chapter: one color per method, findings as titles."""
+"""Plot conventions shared by every chapter: one color per method, findings as titles.
+
+Importing this module also applies the book's display style in a notebook
+(``lib.core.display.install_book_style``): tables without pandas' positional index, numbers
+to a few significant digits, no offset notation on plot axes."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+
+from .display import install_book_style
+
+install_book_style()
 
 #: The same method gets the same color in every chapter.
 METHOD_COLORS = {
