@@ -423,3 +423,28 @@ def test_summary_table_means_and_per_seed_values():
     assert table.loc["dense", "unseen mean"] == pytest.approx(25.0)
     assert table.loc["dense", "unseen per seed"] == "20.0 / 30.0"
     assert table.loc["sparse 90%", "sparsity"] == pytest.approx(0.9)
+
+
+def test_runs_and_scores_survive_the_artifact_cache_round_trip(tmp_path):
+    """Built once, then read back (weights-only loading) without a rebuild: the sparse
+    run's masks are exact after the round trip, and its per-utterance scores pair up."""
+    import warnings
+
+    from lib.core import ArtifactCache
+
+    cache = ArtifactCache(tmp_path)
+    cfg = nt.CONFIGS["smoke"]
+    kw = {"sparsity": 0.9, "sigma": 0.2, "seed": 0, "device": "cpu", "cache": cache}
+    first = nt.run_scores(cfg, roles=["dev", "unseen"], **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "unreadable; rebuilding it" would raise here
+        again = nt.run_scores(cfg, roles=["dev", "unseen"], **kw)
+        run = nt.run_artifact(cfg, **kw)
+    for role in ("dev", "unseen"):
+        assert np.array_equal(np.asarray(first[role]["errors"]), np.asarray(again[role]["errors"]))
+        assert np.asarray(again[role]["errors"]).sum() / np.asarray(
+            again[role]["words"]).sum() == pytest.approx(again[role]["wer"])
+    assert run["measured_sparsity"] == pytest.approx(0.9, abs=2e-3)
+    model = nt.load_run_model(None, run, cfg)
+    for m in nt.encoder_matrices(model):
+        assert int((m.weight == 0).sum()) == round(0.9 * m.weight.numel())

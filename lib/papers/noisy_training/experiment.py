@@ -350,7 +350,9 @@ def run_scores(config: NoisyTrainingConfig, *, sparsity: float, sigma: float, se
             wer, hyps = evaluate_wer(model, data, tokenizer, batch_size=config.eval_batch_size,
                                      return_hypotheses=True)
             errors, words = utterance_errors(data.texts, hyps)
-            out[role] = {"wer": wer, "errors": errors, "words": words}
+            # tensors, not numpy arrays: the cache loads with torch.load(weights_only=True)
+            out[role] = {"wer": wer, "errors": torch.from_numpy(errors),
+                         "words": torch.from_numpy(words)}
         return {**out, "eval_seconds": time.perf_counter() - t0}
 
     return cache.get_or_create("noisy-training-scores", key, build,
@@ -513,10 +515,10 @@ def paired_relative_wer(method: Sequence[dict[str, Any]], baseline: Sequence[dic
     """Relative WER change ``(WER_method - WER_base) / WER_base`` with its 95% interval:
     paired bootstrap over seeds (``method[i]`` and ``baseline[i]`` share seed ``i``) and
     utterances (each replicate scores both on the same draws), WER as errors / words."""
-    a = np.stack([m[role]["errors"] for m in method])
-    b = np.stack([m[role]["errors"] for m in baseline])
-    return paired_bootstrap(a, b, denominators=baseline[0][role]["words"], relative=True,
-                            n_boot=n_boot, seed=seed)
+    a = np.stack([np.asarray(m[role]["errors"]) for m in method])
+    b = np.stack([np.asarray(m[role]["errors"]) for m in baseline])
+    return paired_bootstrap(a, b, denominators=np.asarray(baseline[0][role]["words"]),
+                            relative=True, n_boot=n_boot, seed=seed)
 
 
 def judge(interval: Interval, paper_effect: float | None) -> str:
