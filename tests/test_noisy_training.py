@@ -248,44 +248,203 @@ def test_flatness_probe_matches_a_brute_force_perturbation():
     assert nt.mean_loss(model, data) == pytest.approx(base)  # the probe restored the model
 
 
-def test_config_validation_and_summaries():
+def _scratch_config(**kw):
+    model, _ = _tiny_asr()
+    return nt.CONFIGS.get("smoke", model=model.config, steps=6, batch_size=4, prune_every=2,
+                          warmup_steps=1, **kw)
+
+
+def _forward_spy(model):
+    """Record the weight of one encoder matrix as each forward pass reads it."""
+    layer = nt.encoder_matrices(model)[0]
+    seen = []
+    handle = layer.register_forward_pre_hook(lambda m, _: seen.append(m.weight.detach().clone()))
+    return layer, seen, handle
+
+
+def test_noise_is_applied_in_every_forward_and_never_left_in_the_weights():
+    """A near-zero learning rate freezes the clean weights: the forward passes must see
+    W + eps with std(eps) = sigma std(W) (noise applied), and the final weights must equal
+    the initial ones (noise restored after every step, not accumulated)."""
+    tok = WordTokenizer(("a", "b", "c"))
+    data = _toy_set(tok)
+    cfg = _scratch_config(lr=1e-12, sigma=0.3)
+    model = nt.scratch_model(cfg, data, seed=0)
+    initial = copy.deepcopy(model.state_dict())
+    layer, seen, handle = _forward_spy(model)
+    clean = layer.weight.detach().clone()
+    out = nt.train_noisy(model, data, cfg, sparsity=0.0, sigma=0.3, seed=0, device="cpu",
+                         show_progress=False)
+    handle.remove()
+    assert len(seen) == cfg.steps
+    ratios = [float((w - clean).std() / clean.std()) for w in seen]
+    assert all(r == pytest.approx(0.3, rel=0.15) for r in ratios), ratios
+    assert not torch.equal(seen[0], seen[1])  # a fresh draw each step
+    for k, v in out["state_dict"].items():
+        torch.testing.assert_close(v, initial[k], rtol=0, atol=1e-6, msg=k)
+    # without noise the forward reads the clean weights
+    model = nt.scratch_model(cfg, data, seed=0)
+    layer, seen, handle = _forward_spy(model)
+    nt.train_noisy(model, data, cfg, sparsity=0.0, sigma=0.0, seed=0, device="cpu",
+                   show_progress=False)
+    handle.remove()
+    assert all(torch.allclose(w, clean, atol=1e-6) for w in seen)
+
+
+def test_a_sparse_run_is_exactly_sparse_and_stays_so_through_the_artifact_round_trip():
+    tok = WordTokenizer(("a", "b", "c"))
+    data = _toy_set(tok)
+    cfg = _scratch_config(sparsity=0.9, sparsities=(0.0, 0.7, 0.9))
+    for sparsity in (0.7, 0.9):
+        model = nt.scratch_model(cfg, data, seed=1)
+        run = nt.train_noisy(model, data, cfg, sparsity=sparsity, sigma=0.2, seed=1,
+                             device="cpu", show_progress=False)
+        assert run["history"][-1]["sparsity"] == pytest.approx(sparsity)
+        loaded = nt.load_run_model(None, {**run, "sparsity": sparsity}, cfg)
+        for m in nt.encoder_matrices(loaded):
+            assert int((m.weight == 0).sum()) == round(sparsity * m.weight.numel())
+        assert nt.pruned_fraction(loaded) == pytest.approx(sparsity, abs=2e-3)
+        assert int((loaded.rnnt.joiner.linear.weight == 0).sum()) == 0  # joiner not pruned
+        # the probe's perturbation keeps pruned weights at zero
+        zeros = [m.weight == 0 for m in nt.encoder_matrices(loaded)]
+        with nt.perturbed_weights(loaded, 0.5, generator=make_generator(0)):
+            for m, z in zip(nt.encoder_matrices(loaded), zeros, strict=True):
+                assert torch.all(m.weight[z] == 0)
+
+
+def test_scratch_models_differ_by_seed_and_repeat_with_it():
+    tok = WordTokenizer(("a", "b", "c"))
+    data = _toy_set(tok)
+    cfg = _scratch_config()
+    a, b, c = (nt.scratch_model(cfg, data, seed=s).state_dict() for s in (0, 0, 1))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert any(not torch.equal(v, c[k]) for k, v in a.items() if v.is_floating_point())
+    assert nt.CONFIGS.get("smoke", dropout=0.3).model_config.dropout == 0.3
+
+
+def test_held_out_noise_snr_is_measured_over_speech_not_silence():
+    from lib.asr.snr import add_noise_at_speech_snr, measured_snr_db
+
+    rng = np.random.default_rng(0)
+    speech = 0.3 * np.sin(np.arange(16000) * 0.05) * (1 + rng.standard_normal(16000) * 0.1)
+    signal = np.concatenate([np.zeros(16000), speech, np.zeros(16000)])  # 2/3 silence
+    region = slice(16000, 32000)
+    for kind in ("white", "pink"):
+        noisy = add_noise_at_speech_snr(signal, region, 5.0, kind, np.random.default_rng(1))
+        assert measured_snr_db(signal, noisy, region) == pytest.approx(5.0, abs=1e-6)
+        # over the whole file (torchaudio's add_noise convention) it would read 4.77 dB lower
+        whole = 10 * np.log10(np.mean(signal**2) / np.mean((noisy - signal) ** 2))
+        assert whole == pytest.approx(5.0 + 10 * np.log10(1 / 3), abs=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        add_noise_at_speech_snr(signal, slice(5, 5), 5.0, "white", rng)
+
+
+def test_paired_relative_wer_and_verdicts_against_brute_force():
+    rng = np.random.default_rng(0)
+    words = rng.integers(1, 8, size=200).astype(float)
+    base = [{"u": {"errors": rng.binomial(words.astype(int), 0.3).astype(float),
+                   "words": words}} for _ in range(3)]
+    better = [{"u": {"errors": np.floor(b["u"]["errors"] * 0.5), "words": words}}
+              for b in base]
+    iv = nt.paired_relative_wer(better, base, "u", n_boot=500)
+    a = sum(m["u"]["errors"].sum() for m in better)
+    b = sum(m["u"]["errors"].sum() for m in base)
+    assert iv.estimate == pytest.approx((a - b) / b)
+    assert iv.lo < iv.estimate < iv.hi < 0 and iv.n_seeds == 3 and iv.n_items == 200
+    assert nt.judge(iv, -0.14) == "reproduced" and nt.judge(iv, None) == "detected"
+    same = nt.paired_relative_wer(base, base, "u", n_boot=500)
+    assert same.estimate == same.lo == same.hi == 0.0
+    assert nt.judge(same, -0.14) == "not reproduced"
+    assert nt.judge(same, None) == "inconclusive at this scale"
+    assert nt.relative_improvement(0.10, 0.086) == pytest.approx(0.14)
+    errors, n = nt.utterance_errors(["a b c", "a"], ["a c", "b b"])
+    assert errors.tolist() == [1.0, 2.0] and n.tolist() == [3.0, 1.0]
+
+
+def test_compare_pairs_every_level_and_the_control_and_records_them():
+    cfg = nt.CONFIGS.get("smoke", sparsities=(0.0, 0.9))
+    rng = np.random.default_rng(1)
+    words = np.full(50, 4.0)
+    roles = [r for r in nt.eval_split_names(cfg) if r not in ("dev", "train")]
+
+    def scores(rate):
+        return {r: {"errors": rng.binomial(4, rate, size=50).astype(float), "words": words}
+                for r in roles}
+
+    names = [c[0] for c in nt.conditions(cfg, 0.2, 0.3)]
+    assert names == ["dense", "dense+noise", "sparse 90%", "sparse 90%+noise",
+                     "dense+dropout 0.3"]
+    rates = {"dense": 0.3, "dense+noise": 0.3, "sparse 90%": 0.5, "sparse 90%+noise": 0.2,
+             "dense+dropout 0.3": 0.1}
+    table = {(n, s): scores(rates[n]) for n in names for s in (0, 1)}
+    rows = nt.compare(cfg, table, [0, 1], 0.2, 0.3)
+    assert len(rows) == 3 * len(roles)
+    by = {(r["comparison"], r["role"]): r for r in rows}
+    sparse = by[("noise vs plain, sparse 90%", "unseen")]
+    assert sparse["estimate"] < -0.4 and sparse["verdict"] == "reproduced"
+    assert sparse["paper_effect"] == -0.14
+    assert by[("noise vs plain, sparse 90%", "unseen_noisy")]["paper_effect"] == -0.12
+    assert by[("noise vs plain, sparse 90%", "seen")]["paper_effect"] is None
+    assert by[("control: dropout vs plain, dense", "unseen")]["verdict"] == "detected"
+    metrics = nt.comparison_metrics(rows)
+    judged = [c.evaluate(metrics) for c in nt.CLAIMS]
+    assert [j.verdict for j in judged] == ["reproduced", "reproduced"]
+    assert "relwer_dropout_vs_plain_s0_unseen_estimate" in metrics
+
+
+def test_config_validation():
     with pytest.raises(ValueError, match="noise_kind"):
         nt.CONFIGS.get("smoke", noise_kind="uniform")
     with pytest.raises(ValueError, match="sigma"):
         nt.CONFIGS.get("smoke", sigma=0.0)
+    with pytest.raises(ValueError, match="start"):
+        nt.CONFIGS.get("smoke", start="pretrained")
+    with pytest.raises(ValueError, match="sparsities"):
+        nt.CONFIGS.get("smoke", sparsities=(0.0, 0.7))
     with pytest.raises(ValueError, match="valid knobs"):
         nt.CONFIGS.get("smoke", sigmas=(0.1,))
     with pytest.raises(ValueError, match="noise kind"):
         nt.sample_weight_noise(torch.ones(2, 2), 0.1, "uniform", make_generator(0))
-    assert nt.relative_improvement(0.10, 0.086) == pytest.approx(0.14)
-    cfg = nt.CONFIGS["smoke"]
-    rows = [{"condition": c, "sparsity": sp, "sigma": sg, "seed": s,
+    tut = nt.CONFIGS["tutorial"]
+    assert tut.sparsities == (0.0, 0.7, 0.9) and tut.n_seeds == 3
+    assert len(tut.sweep_sigmas) == len(tut.sweep_dropouts)  # equal tuning effort
+    assert min(tut.sweep_sigmas) == 0.05 and max(tut.sweep_sigmas) == 0.8
+    assert tut.corpus.n_test == 1000 and tut.start == "scratch"
+
+
+def test_summary_table_means_and_per_seed_values():
+    rows = [{"condition": c, "sparsity": sp, "sigma": sg, "seed": s, "measured_sparsity": sp,
              "wer_unseen": w, "wer_seen": w / 2}
-            for (c, sp, sg), ws in zip(nt.conditions(cfg, 0.1),
-                                       [(0.2, 0.3), (0.1, 0.3), (0.4, 0.4), (0.3, 0.5)],
-                                       strict=True)
+            for (c, sp, sg, _), ws in zip(nt.conditions(nt.CONFIGS["smoke"], 0.1),
+                                          [(0.2, 0.3), (0.1, 0.3), (0.4, 0.4), (0.3, 0.5)],
+                                          strict=True)
             for s, w in enumerate(ws)]
-    imp = nt.improvements(rows, ["unseen", "seen"], cfg)
-    assert imp["dense"]["unseen"] == pytest.approx((0.25 - 0.2) / 0.25)
-    assert imp["dense"]["unseen_seeds_better"] == 1 and imp["dense"]["unseen_seeds"] == 2
-    assert imp["sparse"]["seen"] == pytest.approx(0.0)
-    assert imp["dense"]["unseen_abs"] == pytest.approx(0.05)
-    assert imp["dense"]["unseen_spread"] == pytest.approx(np.std([0.2, 0.3], ddof=1))
-    labels = {"unseen": "U", "seen": "S"}
-    # dense: unseen falls by 0.05 < its spread 0.0707, seen by 0.025 < 0.035: within
-    assert nt.effect_verdict(imp["dense"], ["unseen", "seen"], labels).startswith(
-        "no effect beyond the seed spread")
-    hurt = {"seen": -0.5, "seen_abs": -0.05, "seen_spread": 0.02, "seen_seeds_better": 0,
-            "seen_seeds": 3}
-    assert nt.effect_verdict(hurt, ["seen"], labels).startswith("noise raises WER")
-    strong = {"unseen": 0.2, "unseen_abs": 0.1, "unseen_spread": 0.01,
-              "unseen_seeds_better": 2, "unseen_seeds": 2}
-    assert nt.effect_verdict(strong, ["unseen"], labels).startswith(
-        "noise helps on every test set and every seed")
-    mixed = {**strong, "seen": -0.3, "seen_abs": -0.1, "seen_spread": 0.01,
-             "seen_seeds_better": 0, "seen_seeds": 2}
-    assert nt.effect_verdict(mixed, ["unseen", "seen"], labels).startswith(
-        "mixed: helps on U; hurts on S")
     table = nt.summary_table(rows, ["unseen", "seen"])
     assert table.loc["dense", "unseen mean"] == pytest.approx(25.0)
     assert table.loc["dense", "unseen per seed"] == "20.0 / 30.0"
+    assert table.loc["sparse 90%", "sparsity"] == pytest.approx(0.9)
+
+
+def test_runs_and_scores_survive_the_artifact_cache_round_trip(tmp_path):
+    """Built once, then read back (weights-only loading) without a rebuild: the sparse
+    run's masks are exact after the round trip, and its per-utterance scores pair up."""
+    import warnings
+
+    from lib.core import ArtifactCache
+
+    cache = ArtifactCache(tmp_path)
+    cfg = nt.CONFIGS["smoke"]
+    kw = {"sparsity": 0.9, "sigma": 0.2, "seed": 0, "device": "cpu", "cache": cache}
+    first = nt.run_scores(cfg, roles=["dev", "unseen"], **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "unreadable; rebuilding it" would raise here
+        again = nt.run_scores(cfg, roles=["dev", "unseen"], **kw)
+        run = nt.run_artifact(cfg, **kw)
+    for role in ("dev", "unseen"):
+        assert np.array_equal(np.asarray(first[role]["errors"]), np.asarray(again[role]["errors"]))
+        assert np.asarray(again[role]["errors"]).sum() / np.asarray(
+            again[role]["words"]).sum() == pytest.approx(again[role]["wer"])
+    assert run["measured_sparsity"] == pytest.approx(0.9, abs=2e-3)
+    model = nt.load_run_model(None, run, cfg)
+    for m in nt.encoder_matrices(model):
+        assert int((m.weight == 0).sum()) == round(0.9 * m.weight.numel())

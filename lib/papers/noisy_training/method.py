@@ -20,8 +20,9 @@ matrix ``W`` with pruning mask ``M`` (all ones when dense):
 Sparse models come from gradual magnitude pruning (Zhu & Gupta 2017): the sparsity
 follows the cubic schedule ``s_t = s_f (1 - (1 - t / t_ramp)^3)`` (``lib.sparse``), and
 every ``prune_every`` steps each pruned matrix keeps its ``(1 - s_t) n`` largest
-``|W * M|`` (``magnitude_prune``), so a pruned weight stays pruned. ``finetune`` runs the
-steps on a recogniser.
+``|W * M|`` (``magnitude_prune``), so a pruned weight stays pruned. ``train_noisy`` runs the
+steps on a recogniser, freshly initialised (noise from the start) or, through
+``finetune``, the shared dense one (noise as fine-tuning).
 
 ``config`` arguments are a ``NoisyTrainingConfig`` (``experiment.py``); this module reads
 only its knobs, so that it does not import the experiment.
@@ -42,10 +43,10 @@ from torch.nn.utils import parametrize
 from lib.asr import (
     ASRModel,
     BucketBatches,
+    RNNTModelConfig,
     StepBatchLoader,
     make_optimizer,
     make_specaugment,
-    model_from_artifact,
 )
 from lib.asr.model import cpu_state_dict, training_device
 from lib.core import derive_seed, make_generator, seed_everything, select_device
@@ -191,20 +192,34 @@ def magnitude_prune(layers: Sequence[nn.Module], sparsity: float) -> None:
 
 
 
-# --- one fine-tuning run: noisy training of a dense or gradually pruned model -------------
+# --- one training run: noisy training of a dense or gradually pruned model -------------
 
 def finetune(dense_artifact: dict[str, Any], train_set, config: Any, *,
              sparsity: float, sigma: float, seed: int, device: str = "auto",
              ckpt_dir: str | Path | None = None, run_key: str | None = None,
              show_progress: bool | None = None) -> dict[str, Any]:
-    """Fine-tune the dense recogniser for ``config.steps`` steps, pruning to ``sparsity``
-    (0: stays dense) and with weight noise ``sigma`` (0: plain training). Returns the baked
-    state dict and the training log."""
+    """Noise as fine-tuning: ``train_noisy`` from the dense recogniser ``dense_artifact``
+    (with the config's dropout)."""
+    model_config = {**dense_artifact["model_config"], "dropout": config.dropout}
+    model = ASRModel(RNNTModelConfig(**model_config))
+    model.load_state_dict(dense_artifact["state_dict"])
+    return train_noisy(model, train_set, config, sparsity=sparsity, sigma=sigma, seed=seed,
+                       device=device, ckpt_dir=ckpt_dir, run_key=run_key,
+                       show_progress=show_progress)
+
+
+def train_noisy(model: ASRModel, train_set, config: Any, *, sparsity: float, sigma: float,
+                seed: int, device: str = "auto", ckpt_dir: str | Path | None = None,
+                run_key: str | None = None, show_progress: bool | None = None
+                ) -> dict[str, Any]:
+    """Train ``model`` (freshly initialised: noise from the start; or a trained one: noise
+    as fine-tuning) for ``config.steps`` steps, pruning its encoder gradually to
+    ``sparsity`` (0: stays dense), with weight noise ``sigma`` (0: plain training) at every
+    step. Returns the baked state dict and the training log."""
     from lib.core.distributed import rank_and_world, wrap_ddp
 
     seed_everything(seed)
     train_cfg = config.finetune_config()
-    model, _ = model_from_artifact(dense_artifact)
     model.specaugment = make_specaugment(train_cfg)
     rank, world = rank_and_world()
     # under DDP each rank takes its own GPU (training_device); alone, the chosen device
@@ -250,3 +265,6 @@ def finetune(dense_artifact: dict[str, Any], train_set, config: Any, *,
     return {"state_dict": cpu_state_dict(model), "history": result.history,
             "train_seconds": result.wall_time_s, "steps": result.steps}
 
+__all__ = ["NOISE_KINDS", "NOISE_SCHEDULES", "WeightMatrix", "encoder_matrices", "finetune",
+           "magnitude_prune", "noise_scale", "noisy_training_step", "perturbed_weights",
+           "sample_weight_noise", "train_noisy", "weight_matrices"]
