@@ -156,3 +156,21 @@ def test_tables_cover_every_method(tiny_runs):
     assert all(not s["buys_speed"] for s in speed)  # equal fake latencies: no speed-up
     assert all(itertools.starmap(lambda a, b: a <= b, [(r["acc_vs_dense_low"],
                                                          r["acc_vs_dense_high"]) for r in rows]))
+
+
+def test_speed_rows_call_speed_only_what_beats_identical_work(tiny_runs):
+    from lib.papers.head_to_head import figures
+
+    lat = {}
+    for r in tiny_runs:
+        for f in h2h.FORMS[r["method"]]:
+            ms = 0.5 if f == "extracted" else 1.0  # only the extracted network is faster
+            lat[f"{r['method']}|{r['ratio']:g}|{r['seed']}|{f}"] = {
+                "median_ms": ms, "iqr_ms": 0.0, "blocks_ms": [ms, ms]}
+    out = {"runs": tiny_runs, "latency": lat, "dense_accuracy": 0.5,
+           "n_weights": h2h.experiment.n_weights(lenet5_like())}
+    speed = figures.speed_rows(out, h2h.summary_rows(out))
+    buys = {s["method"]: s["buys_speed"] for s in speed}
+    assert buys == {"global-magnitude": False, "channel-magnitude": True, "joint-admm": False,
+                    "energy-projection": False}
+    assert figures.pooled_reference(out, "dense") == {"median_ms": 1.0, "relative_iqr": 0.0}
