@@ -16,6 +16,9 @@ LABELS = {"dense": "dense (float32)", "global-magnitude": "magnitude pruning, gl
           "channel-magnitude": "magnitude pruning, channels",
           "joint-admm": "joint sparsity-quantization ADMM", "energy-projection":
           "energy-constrained projection"}
+SHORT = {"dense": "dense", "global-magnitude": "global pruning",
+         "channel-magnitude": "channel pruning", "joint-admm": "joint ADMM",
+         "energy-projection": "energy projection"}
 register_colors({"dense": "#444444", "global-magnitude": "#1f77b4",
                  "channel-magnitude": "#ff7f0e", "joint-admm": "#d62728",
                  "energy-projection": "#2ca02c"})
@@ -70,6 +73,7 @@ def pareto_plot(ax, rows: list[dict[str, Any]], axis: str, title: str) -> None:
     if axis in ("paper", "disk"):
         ax.set_xscale("log")
     finding_axes(ax, title=title, xlabel=label, ylabel="test accuracy (%)")
+    ax.title.set_fontsize(10)
 
 
 def front_methods(rows: list[dict[str, Any]], axis: str) -> list[str]:
@@ -77,8 +81,18 @@ def front_methods(rows: list[dict[str, Any]], axis: str) -> list[str]:
     key, _, _ = AXES[axis]
     rows = with_best(rows)
     front = pareto_front([(r[key], r["accuracy"]) for r in rows])
-    return [f"{LABELS.get(rows[i]['method'], rows[i]['method'])} {rows[i]['ratio']:g}x"
+    return [f"{SHORT.get(rows[i]['method'], rows[i]['method'])} {rows[i]['ratio']:g}x"
             for i in front]
+
+
+def front_title(rows: list[dict[str, Any]], axis: str) -> str:
+    """A title stating the finding: which models make the front, cheapest first."""
+    import textwrap
+
+    names = {"paper": "accounted size", "disk": "bytes on disk", "latency": "latency",
+             "energy": "modelled energy"}
+    text = f"On {names[axis]}, the front is " + ", ".join(front_methods(rows, axis))
+    return "\n".join(textwrap.wrap(text, 60))
 
 
 def measured_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
