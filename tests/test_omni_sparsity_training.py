@@ -52,8 +52,11 @@ def trained():
 def test_supernet_trains_several_distinct_subnetworks_each_step(trained, monkeypatch):
     _, _, _, supernet, _ = trained
     hist = supernet["history"]
-    assert len(hist) == CFG.supernet_steps and supernet["passes"] == 4 * CFG.supernet_steps
-    assert all(h["n_subnets"] == 4 for h in hist)
+    assert len(hist) == CFG.supernet_steps
+    assert supernet["passes"] == sum(h["n_subnets"] for h in hist)
+    # after the ramp: the three levels, each once (no duplicate member)
+    assert all(h["n_subnets"] == 3 for h in hist[CFG.supernet_steps // 2:])
+    assert hist[0]["n_subnets"] == 1  # step 0: only the dense member is allowed
     assert hist[-1]["s_max"] == pytest.approx(0.9)
     # what train_supernet hands the step: after the ramp, the dense and the uniform 90%
     # member and random members, distinct; trained at one sparsity only, they would agree
@@ -70,7 +73,9 @@ def test_supernet_trains_several_distinct_subnetworks_each_step(trained, monkeyp
     n = len(seen[0][0])
     for members in seen[CFG.supernet_steps // 2:]:
         assert members[0] == (0.0,) * n and members[1] == (0.9,) * n
-        assert len(set(members)) == len(members) >= 3
+        assert len(set(members)) == len(members) == 3
+        assert sorted(m[0] for m in members) == sorted(CFG.levels)
+        assert all(len(set(m)) == 1 for m in members)  # one uniform level per member
 
 
 def test_supernet_weights_changed_and_come_back_dense(trained):
