@@ -129,3 +129,35 @@ def test_evaluate_levels_measures_each_model_at_its_level(trained):
     assert by[("omni-sparsity supernet", 0.9)]["params"] == \
         by[("individually pruned", 0.9)]["params"] < by[("omni-sparsity supernet", 0.5)]["params"]
     assert all(len(r["hyps_t"]) == len(data) for r in rows)
+
+
+def test_artifacts_round_trip_keeps_exact_sparsities_masks_and_both_budgets(tmp_path):
+    """Through the artifact cache (smoke scale): the pruned models come back exactly pruned,
+    the supernet's two budgets are distinct models from one run, and a second call only
+    loads (the same weights, bit for bit)."""
+    from lib.core import ArtifactCache
+
+    cfg = omni.CONFIGS.get("smoke", seeds=(0,))
+    cache = ArtifactCache(tmp_path)
+    runs = omni.finetuned_artifacts(cfg, 0, cache=cache, show_progress=False)
+    plan = omni.supernet_plan(cfg)
+    assert runs["supernet_one"]["passes"] == plan["passes_one"] == cfg.pruned_steps
+    assert runs["supernet"]["passes"] >= plan["passes_all"] == 3 * cfg.pruned_steps
+    one, full = runs["supernet_one"]["state_dict"], runs["supernet"]["state_dict"]
+    assert any(not torch.equal(one[k], full[k]) for k in one), "two budgets, two models"
+    assert omni.finetuned_cached(cfg, 0, cache=cache)
+    again = omni.finetuned_artifacts(cfg, 0, cache=cache, show_progress=False)
+    for s in cfg.pruned_levels:
+        model, groups, _ = omni.load_finetuned(again["dense"], again["pruned"][s], cfg)
+        for _, mods in groups:
+            for m in mods:
+                assert int((get_mask(m) == 0).sum()) == round(s * m.weight.numel())
+        for k, v in runs["pruned"][s]["state_dict"].items():
+            assert torch.equal(v, again["pruned"][s]["state_dict"][k])
+    for k, v in one.items():
+        assert torch.equal(v, again["supernet_one"]["state_dict"][k])
+    # the supernet's sub-network masks are nested across the reported levels
+    net, groups, _ = omni.load_finetuned(again["dense"], again["supernet"], cfg)
+    masks = omni.nested_subnet_masks(groups, [(s,) * len(groups) for s in sorted(cfg.levels)])
+    for lo, hi in zip(masks, masks[1:]):
+        assert all(bool((b <= a).all()) for a, b in zip(lo, hi, strict=True))
