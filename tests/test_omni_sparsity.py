@@ -18,7 +18,6 @@ from lib.papers.omni_sparsity import (
     omni_supernet_step,
     relative_gain,
     sample_subnets,
-    set_masks,
     shared_weight,
     subnet_size,
     weight_groups,

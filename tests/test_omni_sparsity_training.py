@@ -159,5 +159,5 @@ def test_artifacts_round_trip_keeps_exact_sparsities_masks_and_both_budgets(tmp_
     # the supernet's sub-network masks are nested across the reported levels
     net, groups, _ = omni.load_finetuned(again["dense"], again["supernet"], cfg)
     masks = omni.nested_subnet_masks(groups, [(s,) * len(groups) for s in sorted(cfg.levels)])
-    for lo, hi in zip(masks, masks[1:]):
+    for lo, hi in zip(masks, masks[1:], strict=False):
         assert all(bool((b <= a).all()) for a, b in zip(lo, hi, strict=True))
