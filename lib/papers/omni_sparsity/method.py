@@ -383,7 +383,9 @@ def train_supernet(artifact: dict[str, Any], train_set, config: Any, seed: int,
         done = step + 1
         if done in snapshot_steps:
             apply_subnet(groups, (0.0,) * n_genes)
-            snapshots[done] = cpu_state_dict(model)
+            # a copy: on the CPU ``cpu_state_dict`` returns the live tensors, which the
+            # following steps would change in place
+            snapshots[done] = {k: v.clone() for k, v in cpu_state_dict(model).items()}
         if curve_every and (done % curve_every == 0 or done == steps or done in snapshot_steps):
             record_curve(done)
         return {**logs, "s_max": max_sparsity(step, config), "n_subnets": len(subnets),
