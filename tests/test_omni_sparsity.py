@@ -18,7 +18,6 @@ from lib.papers.omni_sparsity import (
     omni_supernet_step,
     relative_gain,
     sample_subnets,
-    set_masks,
     shared_weight,
     subnet_size,
     weight_groups,
@@ -100,16 +99,77 @@ def test_sandwich_sampler_follows_the_cubic_ramp():
     assert max_sparsity(0, cfg) == 0.0 and max_sparsity(50, cfg) == pytest.approx(0.9)
     assert max_sparsity(25, cfg) == pytest.approx(0.9 * (1 - 0.5**3))
     g = make_generator(1)
-    early = sample_subnets(0, 3, cfg, g)
-    assert early == [(0.0, 0.0, 0.0)] * 4  # only the dense net is allowed at step 0
-    late = sample_subnets(80, 3, cfg, g)
-    assert late[0] == (0.0,) * 3 and late[1] == (0.9,) * 3 and len(late) == 4
+    # at step 0 only the dense net is allowed: it is trained once, not four times
+    assert sample_subnets(0, 3, cfg, g) == [(0.0, 0.0, 0.0)]
     mid = [sample_subnets(20, 3, cfg, g) for _ in range(50)]
     cap = max_sparsity(20, cfg)
     assert all(s <= cap + 1e-9 for subnets in mid for genes in subnets for s in genes)
-    assert mid[0][1] == (max(c for c in cfg.sparsity_choices if c <= cap + 1e-9),) * 3
+    assert all(len(set(m)) == len(m) for m in mid)
+    assert mid[0][1] == (max(c for c in cfg.levels if c <= cap + 1e-9),) * 3
     assert sample_subnets(80, 3, cfg, make_generator(7)) == \
         sample_subnets(80, 3, cfg, make_generator(7))
+
+
+def test_after_the_ramp_every_reported_level_is_trained_as_itself_each_step():
+    cfg = CONFIGS.get("tutorial", supernet_steps=100, ramp_fraction=0.5, n_random=2)
+    g = make_generator(3)
+    for step in range(50, 100):
+        members = sample_subnets(step, 7, cfg, g)
+        assert members[0] == (0.0,) * 7 and members[1] == (0.9,) * 7
+        # one sparsity per member (uniform), all distinct: exactly the four reported levels
+        assert all(len(set(m)) == 1 for m in members)
+        assert sorted(m[0] for m in members) == sorted(cfg.levels)
+    # drawing random levels from every choice: distinct members, uniform each
+    wide = CONFIGS.get("tutorial", supernet_steps=100, member_levels="choices", n_random=3)
+    seen = set()
+    for _ in range(60):
+        members = sample_subnets(90, 5, wide, g)
+        assert len(members) == 5 and len(set(members)) == 5
+        seen.update(m[0] for m in members)
+    assert seen == set(wide.sparsity_choices)
+    # per-layer jitter: genes move one choice at most from the member's level
+    jit = CONFIGS.get("tutorial", supernet_steps=100, layer_jitter=0.5)
+    moved = 0
+    for _ in range(30):
+        for m in sample_subnets(90, 20, jit, g)[2:]:
+            base = [lv for lv in jit.levels if all(abs(x - lv) <= 0.1 + 1e-9 for x in m)]
+            assert base
+            moved += sum(x != base[0] for x in m)
+    assert moved > 0
+    # the earlier reading draws every gene independently (kept as a knob)
+    old = CONFIGS.get("tutorial", supernet_steps=100, sampling="per-layer")
+    assert any(len(set(m)) > 1 for m in sample_subnets(90, 20, old, g)[2:])
+
+
+def _masked_grads(model, groups, batch, member):
+    """By hand: the gradient of L(W * M) with respect to W, for top-k magnitude masks M
+    computed here with torch.sort, on a copy of the model without any parametrization."""
+    plain = ASRModel(TINY)
+    own = {k.replace(".parametrizations.weight.original", ".weight"): v
+           for k, v in model.state_dict().items()}
+    plain.load_state_dict({k: own[k] for k in plain.state_dict()})
+    mods = [m for _, ms in weight_groups(plain, "encoder", "block") for m in ms]
+    genes = [gi for gi, (_, ms) in enumerate(groups) for _ in ms]
+    masks = []
+    for m, gi in zip(mods, genes, strict=True):
+        w = m.weight.detach().clone()
+        k = int(round(member[gi] * w.numel()))
+        mask = torch.ones(w.numel())
+        mask[torch.sort(w.abs().flatten(), stable=True).indices[:k]] = 0
+        mask = mask.view_as(w)
+        with torch.no_grad():
+            m.weight.mul_(mask)
+        masks.append((m, mask))
+    plain.zero_grad()
+    plain(batch).backward()
+    for m, mask in masks:
+        m.weight.grad.mul_(mask)
+    return {n: p.grad.clone() for n, p in plain.named_parameters() if p.requires_grad}
+
+
+def _named_grads(model):
+    return {n.replace(".parametrizations.weight.original", ".weight"): p.grad.clone()
+            for n, p in model.named_parameters() if p.requires_grad}
 
 
 def test_supernet_step_accumulates_the_mean_gradient_of_the_subnetworks():
@@ -117,20 +177,51 @@ def test_supernet_step_accumulates_the_mean_gradient_of_the_subnetworks():
     g = torch.Generator().manual_seed(0)
     batch = collate([torch.randn(n, 80, generator=g) for n in (40, 55)], [[1, 2], [3]])
     subnets = [(0.0, 0.0, 0.0), (0.5, 0.9, 0.2)]
+    each = [_masked_grads(model, groups, batch, s) for s in subnets]
+    expected = {n: sum(g[n] for g in each) / len(subnets) for n in each[0]}
     params = [p for p in model.parameters() if p.requires_grad]
-    # by hand: the mean over sub-networks of each one's gradient
-    expected = [torch.zeros_like(p) for p in params]
-    for masks in nested_subnet_masks(groups, subnets):
-        set_masks(groups, masks)
-        model.zero_grad()
-        model(batch).backward()
-        for e, p in zip(expected, params, strict=True):
-            e.add_(p.grad / len(subnets))
     opt = torch.optim.SGD(params, lr=0.0)
     logs = omni_supernet_step(model, groups, batch, subnets, opt, clip_grad_norm=1e9)
-    for e, p in zip(expected, params, strict=True):
-        assert torch.allclose(p.grad, e, atol=1e-6)
+    got = _named_grads(model)
+    assert set(got) == set(expected)
+    for n, e in expected.items():
+        assert torch.allclose(got[n], e, atol=1e-6), n
     assert len([k for k in logs if k.startswith("loss_")]) == 2
+    # trained at one sparsity only (the dense member twice), the gradient differs
+    dense_only = each[0]
+    assert any(not torch.allclose(dense_only[n], expected[n], atol=1e-4) for n in expected)
+
+
+def test_in_place_distillation_pulls_members_toward_the_dense_member():
+    from lib.papers.omni_sparsity import lattice_distillation
+
+    logits = torch.randn(2, 5, 3, 4)
+    lengths, tl = torch.tensor([5, 3]), torch.tensor([2, 1])
+    assert float(lattice_distillation(logits, logits, lengths, tl)) == pytest.approx(0, abs=1e-6)
+    # brute force over the valid nodes
+    other = torch.randn(2, 5, 3, 4)
+    kl, n = 0.0, 0
+    for b in range(2):
+        for t in range(int(lengths[b])):
+            for u in range(int(tl[b]) + 1):
+                p = torch.softmax(other[b, t, u], -1)
+                q = torch.softmax(logits[b, t, u], -1)
+                kl += float((p * (p.log() - q.log())).sum())
+                n += 1
+    assert float(lattice_distillation(logits, other, lengths, tl)) == pytest.approx(kl / n,
+                                                                                  rel=1e-5)
+    model, groups = _model(1)
+    g = torch.Generator().manual_seed(0)
+    batch = collate([torch.randn(n, 80, generator=g) for n in (40, 55)], [[1, 2], [3]])
+    subnets = [(0.0, 0.0, 0.0), (0.9, 0.9, 0.9)]
+    grads = []
+    for distill in (0.0, 0.5):
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+        omni_supernet_step(model, groups, batch, subnets, opt, distill=distill, member_seed=0)
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+    assert any(not torch.allclose(a, b) for a, b in zip(*grads, strict=True))
+    with pytest.raises(ValueError, match="dense member first"):
+        omni_supernet_step(model, groups, batch, subnets[::-1], opt, distill=0.5)
 
 
 def test_search_never_exceeds_the_budget_and_beats_uniform_on_a_known_landscape():

@@ -52,8 +52,11 @@ def trained():
 def test_supernet_trains_several_distinct_subnetworks_each_step(trained, monkeypatch):
     _, _, _, supernet, _ = trained
     hist = supernet["history"]
-    assert len(hist) == CFG.supernet_steps and supernet["passes"] == 4 * CFG.supernet_steps
-    assert all(h["n_subnets"] == 4 for h in hist)
+    assert len(hist) == CFG.supernet_steps
+    assert supernet["passes"] == sum(h["n_subnets"] for h in hist)
+    # after the ramp: the three levels, each once (no duplicate member)
+    assert all(h["n_subnets"] == 3 for h in hist[CFG.supernet_steps // 2:])
+    assert hist[0]["n_subnets"] == 1  # step 0: only the dense member is allowed
     assert hist[-1]["s_max"] == pytest.approx(0.9)
     # what train_supernet hands the step: after the ramp, the dense and the uniform 90%
     # member and random members, distinct; trained at one sparsity only, they would agree
@@ -70,7 +73,9 @@ def test_supernet_trains_several_distinct_subnetworks_each_step(trained, monkeyp
     n = len(seen[0][0])
     for members in seen[CFG.supernet_steps // 2:]:
         assert members[0] == (0.0,) * n and members[1] == (0.9,) * n
-        assert len(set(members)) == len(members) >= 3
+        assert len(set(members)) == len(members) == 3
+        assert sorted(m[0] for m in members) == sorted(CFG.levels)
+        assert all(len(set(m)) == 1 for m in members)  # one uniform level per member
 
 
 def test_supernet_weights_changed_and_come_back_dense(trained):
@@ -124,3 +129,35 @@ def test_evaluate_levels_measures_each_model_at_its_level(trained):
     assert by[("omni-sparsity supernet", 0.9)]["params"] == \
         by[("individually pruned", 0.9)]["params"] < by[("omni-sparsity supernet", 0.5)]["params"]
     assert all(len(r["hyps_t"]) == len(data) for r in rows)
+
+
+def test_artifacts_round_trip_keeps_exact_sparsities_masks_and_both_budgets(tmp_path):
+    """Through the artifact cache (smoke scale): the pruned models come back exactly pruned,
+    the supernet's two budgets are distinct models from one run, and a second call only
+    loads (the same weights, bit for bit)."""
+    from lib.core import ArtifactCache
+
+    cfg = omni.CONFIGS.get("smoke", seeds=(0,))
+    cache = ArtifactCache(tmp_path)
+    runs = omni.finetuned_artifacts(cfg, 0, cache=cache, show_progress=False)
+    plan = omni.supernet_plan(cfg)
+    assert runs["supernet_one"]["passes"] == plan["passes_one"] == cfg.pruned_steps
+    assert runs["supernet"]["passes"] >= plan["passes_all"] == 3 * cfg.pruned_steps
+    one, full = runs["supernet_one"]["state_dict"], runs["supernet"]["state_dict"]
+    assert any(not torch.equal(one[k], full[k]) for k in one), "two budgets, two models"
+    assert omni.finetuned_cached(cfg, 0, cache=cache)
+    again = omni.finetuned_artifacts(cfg, 0, cache=cache, show_progress=False)
+    for s in cfg.pruned_levels:
+        model, groups, _ = omni.load_finetuned(again["dense"], again["pruned"][s], cfg)
+        for _, mods in groups:
+            for m in mods:
+                assert int((get_mask(m) == 0).sum()) == round(s * m.weight.numel())
+        for k, v in runs["pruned"][s]["state_dict"].items():
+            assert torch.equal(v, again["pruned"][s]["state_dict"][k])
+    for k, v in one.items():
+        assert torch.equal(v, again["supernet_one"]["state_dict"][k])
+    # the supernet's sub-network masks are nested across the reported levels
+    net, groups, _ = omni.load_finetuned(again["dense"], again["supernet"], cfg)
+    masks = omni.nested_subnet_masks(groups, [(s,) * len(groups) for s in sorted(cfg.levels)])
+    for lo, hi in zip(masks, masks[1:], strict=False):
+        assert all(bool((b <= a).all()) for a, b in zip(lo, hi, strict=True))

@@ -171,8 +171,10 @@ class ASRModel(nn.Module):
         x = nn.functional.pad(x, (0, 0, 0, self.config.right_context_length))
         return x, lengths
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """Mean RNN-T loss (nats per utterance) of ``batch``."""
+    def forward(self, batch: Batch, return_logits: bool = False):
+        """Mean RNN-T loss (nats per utterance) of ``batch``; with ``return_logits`` also
+        the joiner's logits ``(B, T', U + 1, V)`` and their valid lengths ``(B,)`` in time
+        (for distillation on the alignment lattice)."""
         from torchaudio.functional import rnnt_loss
 
         x, lengths = self.encoder_input(batch.features, batch.lengths)
@@ -183,8 +185,9 @@ class ASRModel(nn.Module):
         # rnnt_loss needs the time axis to equal max(logit_lengths) exactly
         logits = logits[:, :int(logit_lengths.max())].contiguous()
         targets = batch.targets[:, :max(1, int(batch.target_lengths.max()))]
-        return rnnt_loss(logits, targets.int(), logit_lengths.int(),
+        loss = rnnt_loss(logits, targets.int(), logit_lengths.int(),
                          batch.target_lengths.int(), blank=self.blank, reduction="mean")
+        return (loss, logits, logit_lengths) if return_logits else loss
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -139,49 +139,135 @@ def set_masks(groups, masks: Sequence[torch.Tensor]) -> None:
 # --- step 1-2: which sub-networks a step trains -------------------------------------------
 
 def max_sparsity(step: int, config: Any) -> float:
-    """``s_max(t)``: cubic ramp from 0 to ``max(choices)`` over ``ramp_fraction`` of training."""
+    """``s_max(t)``: cubic ramp from 0 to ``max(choices)`` over ``ramp_fraction`` of training
+    (``ramp_fraction = 0``: every choice from the first step)."""
+    if config.ramp_fraction <= 0:
+        return max(config.sparsity_choices)
     end = max(1, int(round(config.ramp_fraction * config.supernet_steps)))
-    return cubic_sparsity(step, max(config.sparsity_choices), 0, end) if end > 0 else \
-        max(config.sparsity_choices)
+    return cubic_sparsity(step, max(config.sparsity_choices), 0, end)
+
+
+def _jitter(level: float, choices: Sequence[float], cap: float, n_genes: int, prob: float,
+            generator: torch.Generator) -> tuple[float, ...]:
+    """A uniform member at ``level`` with each gene moved one choice up or down with
+    probability ``prob`` (never above ``cap``)."""
+    genes = []
+    for _ in range(n_genes):
+        g = level
+        if prob > 0 and float(torch.rand(1, generator=generator)) < prob:
+            j = choices.index(level) + (1 if int(torch.randint(2, (1,), generator=generator))
+                                        else -1)
+            if 0 <= j < len(choices) and choices[j] <= cap + 1e-9:
+                g = choices[j]
+        genes.append(g)
+    return tuple(genes)
 
 
 def sample_subnets(step: int, n_genes: int, config: Any,
                    generator: torch.Generator) -> list[tuple[float, ...]]:
-    """The sandwich: dense, sparsest (all genes at the largest allowed choice) and
-    ``n_random`` random vectors over the allowed choices."""
-    allowed = [c for c in sorted(config.sparsity_choices)
-               if c <= max_sparsity(step, config) + 1e-9]
+    """The members a step trains, all distinct.
+
+    ``config.sampling = "uniform"`` (our reading, default): each member has ONE sparsity
+    for all its genes, so every level the chapter reports is trained as itself. The
+    sandwich gives the dense member and the sparsest allowed level; ``n_random`` more levels
+    are drawn *without replacement* from the remaining allowed ones (``member_levels``:
+    the reported ``levels`` or every ``sparsity_choices``), each optionally jittered per
+    layer (``layer_jitter``: a gene moves one choice with that probability). While the
+    ramp allows few levels, a step trains fewer members (never one member twice).
+
+    ``"per-layer"`` (the earlier reading): every gene of a random member drawn
+    independently, whose parameter-weighted sparsity concentrates near the mean choice.
+    """
+    cap = max_sparsity(step, config)
+    choices = sorted(config.sparsity_choices)
+    pool = config.levels if config.member_levels == "levels" else choices
+    allowed = sorted({c for c in pool if c <= cap + 1e-9} | {0.0})
     subnets: list[tuple[float, ...]] = []
+
+    def add(member: tuple[float, ...]) -> None:
+        if member not in subnets:
+            subnets.append(member)
+
     if config.sandwich:
-        subnets.append((0.0,) * n_genes)
-        subnets.append((allowed[-1],) * n_genes)
-    for _ in range(config.n_random):
-        idx = torch.randint(len(allowed), (n_genes,), generator=generator)
-        subnets.append(tuple(allowed[int(i)] for i in idx))
+        add((0.0,) * n_genes)
+        add((allowed[-1],) * n_genes)
+    if config.sampling == "per-layer":
+        allowed_choices = [c for c in choices if c <= cap + 1e-9]
+        for _ in range(config.n_random):
+            idx = torch.randint(len(allowed_choices), (n_genes,), generator=generator)
+            add(tuple(allowed_choices[int(i)] for i in idx))
+    else:
+        used = {m[0] for m in subnets}
+        rest = [c for c in allowed if c not in used]
+        order = torch.randperm(len(rest), generator=generator).tolist()
+        for i in order[:config.n_random]:
+            member = _jitter(rest[i], choices, cap, n_genes, config.layer_jitter, generator)
+            add(member if member not in subnets else (rest[i],) * n_genes)
     if not subnets:
         raise ValueError("no sub-network to train: enable sandwich or set n_random >= 1")
     return subnets
 
 
+def members_per_step(config: Any, n_genes: int = 1) -> list[int]:
+    """How many members each supernet step trains (deterministic: it depends on the ramp
+    only), for ``config.supernet_steps`` steps."""
+    g = torch.Generator().manual_seed(0)
+    return [len(sample_subnets(t, n_genes, config, g)) for t in range(config.supernet_steps)]
+
+
 # --- step 3-4: one supernet update ---------------------------------------------------------
+
+def lattice_distillation(student: torch.Tensor, teacher: torch.Tensor,
+                         logit_lengths: torch.Tensor, target_lengths: torch.Tensor
+                         ) -> torch.Tensor:
+    """``KL(p_teacher || p_student)`` over the output symbols at every valid node ``(t, u)``
+    of the RNN-T lattice, averaged over nodes (in-place distillation, BigNAS: the dense
+    member's distribution is the sub-networks' soft target, with no gradient into it)."""
+    t = torch.arange(student.shape[1], device=student.device)[None, :, None]
+    u = torch.arange(student.shape[2], device=student.device)[None, None, :]
+    valid = (t < logit_lengths[:, None, None]) & (u <= target_lengths[:, None, None])
+    log_p_s = torch.log_softmax(student.float(), dim=-1)
+    log_p_t = torch.log_softmax(teacher.detach().float(), dim=-1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+    return (kl * valid).sum() / valid.sum().clamp_min(1)
+
 
 def omni_supernet_step(model: nn.Module, groups, batch, subnets: Sequence[Sequence[float]],
                        optimizer: torch.optim.Optimizer, *, clip_grad_norm: float = 10.0,
-                       ddp: nn.Module | None = None) -> dict[str, float]:
+                       ddp: nn.Module | None = None, distill: float = 0.0,
+                       member_seed: int | None = None) -> dict[str, float]:
     """Accumulate ``∇_W L(W ⊙ M(W, s)) / n`` over the sampled sub-networks ``s``, then one
-    optimizer step on the shared weights. Returns the mean and per-role losses."""
+    optimizer step on the shared weights. Returns the mean and per-member losses.
+
+    ``distill`` (in-place distillation, BigNAS) replaces each non-dense member's loss by
+    ``(1 - distill) L_RNNT + distill KL(dense || member)`` on the lattice; the first member
+    must then be the dense one. With ``member_seed`` every member sees the same SpecAugment
+    masks and dropout draws (the random state is reset before each forward)."""
+    if distill and (not subnets or any(s != 0.0 for s in subnets[0])):
+        raise ValueError("in-place distillation needs the dense member first (sandwich=True)")
     optimizer.zero_grad(set_to_none=True)
     all_masks = nested_subnet_masks(groups, subnets)  # from the current W (before the step)
     forward = ddp if ddp is not None else model
-    losses = []
+    losses, teacher = [], None
     for k, masks in enumerate(all_masks):
         set_masks(groups, masks)
+        if member_seed is not None:
+            torch.manual_seed(member_seed)
         # under DDP, synchronise gradients only on the last backward of the step
         sync = nullcontext() if ddp is None or k == len(all_masks) - 1 else ddp.no_sync()
         with sync:
-            loss = forward(batch) / len(all_masks)
-            loss.backward()
-        losses.append(loss.detach().item() * len(all_masks))
+            if distill:
+                rnnt, logits, logit_lengths = forward(batch, return_logits=True)
+                if k == 0:
+                    teacher, member_loss = logits.detach(), rnnt
+                else:
+                    kd = lattice_distillation(logits, teacher, logit_lengths,
+                                              batch.target_lengths)
+                    member_loss = (1 - distill) * rnnt + distill * kd
+            else:
+                rnnt = member_loss = forward(batch)
+            (member_loss / len(all_masks)).backward()
+        losses.append(rnnt.detach().item())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
     optimizer.step()
     out = {"loss": sum(losses) / len(losses), "grad_norm": float(norm)}
@@ -190,9 +276,13 @@ def omni_supernet_step(model: nn.Module, groups, batch, subnets: Sequence[Sequen
 
 
 def finetune_train_config(config: Any, steps: int) -> TrainConfig:
-    """The optimisation both approaches share: ``steps`` AdamW steps, warm-up, cosine decay."""
+    """The optimisation both approaches share: ``steps`` AdamW steps, warm-up, then
+    ``config.decay`` ("constant": a run's state after ``k`` steps is the same model a
+    ``k``-step run would give, so one run yields both supernet budgets), the SpecAugment of
+    ``config.specaugment``."""
     return TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr,
-                       warmup_steps=config.warmup_steps, decay="cosine")
+                       warmup_steps=config.warmup_steps, decay=config.decay,
+                       specaugment=config.specaugment)
 
 
 def prepare_model(artifact: dict[str, Any], config: Any, train_cfg: TrainConfig):
@@ -206,44 +296,111 @@ def prepare_model(artifact: dict[str, Any], config: Any, train_cfg: TrainConfig)
     return model, groups
 
 
+def supernet_budget_steps(config: Any, passes: Sequence[int]) -> list[int]:
+    """Steps after which the supernet has spent each of ``passes`` forward/backward passes
+    (a step costs one pass per member; the ramp, over ``ramp_fraction`` of
+    ``config.supernet_steps``, trains fewer members early)."""
+    counts = members_per_step(config)
+    out, total, step = [], 0, 0
+    for target in sorted(passes):
+        while total < target:
+            total += counts[step] if step < len(counts) else counts[-1]
+            step += 1
+        out.append(step)
+    return out
+
+
+@torch.no_grad()
+def dev_losses(model: nn.Module, groups, levels: Sequence[float], dev_set,
+               batch_size: int = 64) -> dict[float, float]:
+    """Mean RNN-T loss per utterance of each uniform sub-network on ``dev_set`` (eval mode;
+    the masks in place before the call come back after it)."""
+    from lib.asr.model import model_device
+
+    saved = [get_mask(m).clone() for _, mods in groups for m in mods]
+    was_training = model.training
+    model.eval()
+    out = {}
+    for s in levels:
+        apply_subnet(groups, (s,) * len(groups))
+        total, n = 0.0, 0
+        for batch in dev_set.batches(batch_size):
+            total += float(model(batch.to(model_device(model)))) * len(batch)
+            n += len(batch)
+        out[s] = total / n
+    set_masks(groups, saved)
+    model.train(was_training)
+    return out
+
+
 def train_supernet(artifact: dict[str, Any], train_set, config: Any, seed: int,
                    *, ckpt_dir: str | Path | None = None, run_key: str | None = None,
-                   show_progress: bool | None = None) -> dict[str, Any]:
-    """Omni-sparsity training from the dense model: ``supernet_steps`` sandwich steps."""
+                   show_progress: bool | None = None, steps: int | None = None,
+                   snapshot_steps: Sequence[int] = (), dev_set=None,
+                   curve_every: int = 0) -> dict[str, Any]:
+    """Omni-sparsity training from the dense model: ``steps`` (default
+    ``config.supernet_steps``) sandwich steps; the ramp spans ``ramp_fraction`` of
+    ``config.supernet_steps``. ``snapshot_steps``: also return the weights after those
+    steps (``"snapshots": {step: state dict}``); ``dev_set`` with ``curve_every``: the dev
+    loss of every uniform level in ``config.levels`` every ``curve_every`` steps
+    (``"curve"``)."""
     from lib.core.distributed import rank_and_world, wrap_ddp
 
+    steps = config.supernet_steps if steps is None else steps
     seed_everything(seed)
-    train_cfg = finetune_train_config(config, config.supernet_steps)
+    train_cfg = finetune_train_config(config, steps)
     model, groups = prepare_model(artifact, config, train_cfg)
     opt, sched = make_optimizer(model, train_cfg)
     rank, world = rank_and_world()
     loader = StepBatchLoader(train_set, BucketBatches(train_set.lengths(), config.batch_size,
                                                       derive_seed(seed, "super")),
-                             config.supernet_steps, rank=rank, world=world,
-                             num_workers=config.num_workers)
+                             steps, rank=rank, world=world, num_workers=config.num_workers)
     ddp = wrap_ddp(model) if world > 1 else None
     n_genes = len(groups)
     device = training_device()
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    curve: list[dict[str, Any]] = []
+    passes = {"n": 0}
+
+    def record_curve(done: int) -> None:
+        if dev_set is not None and curve_every:
+            losses = dev_losses(model, groups, config.levels, dev_set, config.eval_batch_size)
+            curve.append({"step": done, "passes": passes["n"],
+                          **{f"dev_loss_{s:g}": v for s, v in losses.items()}})
+
+    record_curve(0)
 
     def step_fn(step: int) -> dict[str, float]:
         model.train()
         g = make_generator(derive_seed(seed, "subnets", step))  # depends on (seed, step) only
         subnets = sample_subnets(step, n_genes, config, g)
         batch = loader.get(step).to(device)
-        logs = omni_supernet_step(model, groups, batch, subnets, opt, ddp=ddp)
+        logs = omni_supernet_step(model, groups, batch, subnets, opt, ddp=ddp,
+                                  distill=config.distill,
+                                  member_seed=derive_seed(seed, "members", step))
         sched.step()
-        return {**logs, "s_max": max_sparsity(step, config), "n_subnets": len(subnets)}
+        passes["n"] += len(subnets)
+        done = step + 1
+        if done in snapshot_steps:
+            apply_subnet(groups, (0.0,) * n_genes)
+            # a copy: on the CPU ``cpu_state_dict`` returns the live tensors, which the
+            # following steps would change in place
+            snapshots[done] = {k: v.clone() for k, v in cpu_state_dict(model).items()}
+        if curve_every and (done % curve_every == 0 or done == steps or done in snapshot_steps):
+            record_curve(done)
+        return {**logs, "s_max": max_sparsity(step, config), "n_subnets": len(subnets),
+                "mean_sparsity": sum(sum(s) / n_genes for s in subnets) / len(subnets)}
 
-    result = core_train_loop(step_fn, config.supernet_steps,
+    result = core_train_loop(step_fn, steps,
                              state={"model": model, "opt": opt, "sched": sched},
                              ckpt_dir=ckpt_dir, run_key=run_key,
-                             ckpt_every=max(1, config.supernet_steps // 20)
-                             if ckpt_dir else 0, desc="omni supernet",
-                             show_progress=show_progress)
+                             ckpt_every=max(1, steps // 20) if ckpt_dir else 0,
+                             desc="omni supernet", show_progress=show_progress)
     apply_subnet(groups, (0.0,) * n_genes)
     return {"state_dict": cpu_state_dict(model), "history": result.history,
             "train_seconds": result.wall_time_s, "steps": result.steps,
-            "passes": sum(int(h["n_subnets"]) for h in result.history)}
+            "passes": sum(int(h["n_subnets"]) for h in result.history),
+            "snapshots": snapshots, "curve": curve}
 
 
 # --- after training: the search of per-layer sparsities for a budget ----------------------
@@ -326,3 +483,11 @@ def evolutionary_search(fitness: Callable[[tuple[float, ...]], float],
     return {"best": best, "fitness": memo[best], "size": size(best), "trace": trace,
             "evaluations": len(memo)}
 
+
+
+__all__ = ["SPARSITY_CHOICES", "apply_subnet", "attach_dense_masks", "dev_losses",
+           "evolutionary_search", "finetune_train_config", "group_sizes",
+           "lattice_distillation", "max_sparsity", "members_per_step", "nested_subnet_masks",
+           "omni_supernet_step", "prepare_model", "sample_subnets", "set_masks",
+           "shared_weight", "subnet_size", "supernet_budget_steps", "train_supernet",
+           "weight_groups"]

@@ -26,3 +26,6 @@ def dense_and_data(config: Any, dense_seed: int, cache: ArtifactCache | None = N
     dense = dense_asr_artifact(recipe, dense_seed, cache)
     sets, tokenizer = load_data(recipe, dense_seed, tokenizer=model_from_artifact(dense)[1])
     return dense, sets, tokenizer
+
+
+__all__ = ["dense_and_data", "split_names"]
