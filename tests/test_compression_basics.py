@@ -31,12 +31,28 @@ def test_pruning_rules_reach_their_sparsity_and_keep_the_output_layer(model):
 
 
 def test_quantizers_limit_the_distinct_values_per_layer(model):
-    for method, levels in (("uniform", 2 ** 3 - 1), ("k-means", 2 ** 3 + 1)):
-        q = cb.quantize(model, method, 3)
-        for _, m in cb.prunable_layers(q):
-            per_row = [torch.unique(r).numel() for r in m.weight.detach().flatten(1)]
-            total = torch.unique(m.weight.detach()).numel()
-            assert (max(per_row) if method == "uniform" else total) <= levels
+    """b bits on a dense layer: at most 2^b levels (not 2^b centres plus a free zero)."""
+    for bits in (1, 3):
+        for method, levels in (("uniform", max(2, 2 ** bits - 1)), ("k-means", 2 ** bits)):
+            q = cb.quantize(model, method, bits)
+            for _, m in cb.prunable_layers(q):
+                # w + (q - w).detach() leaves float rounding of ~1e-9 in the STE output
+                per_row = [torch.unique(r.round(decimals=6)).numel()
+                           for r in m.weight.detach().flatten(1)]
+                total = torch.unique(m.weight.detach()).numel()
+                assert (max(per_row) if method == "uniform" else total) <= levels
+                if method == "k-means":
+                    assert total == levels, "a dense layer uses all its 2^b codes"
+
+
+def test_one_bit_kmeans_of_a_dense_layer_is_the_two_means_split():
+    """Closed form: 1-bit k-means of {-3, -1, 1, 3, 5} (no free zero) is the best split into
+    two runs: {-3, -1} -> -2 and {1, 3, 5} -> 3, distortion 2 + 8 = 10."""
+    model = torch.nn.Sequential(torch.nn.Linear(5, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[-3.0, -1.0, 1.0, 3.0, 5.0]]))
+    q = cb.quantize(model, "k-means", 1)[0].weight.detach()
+    assert torch.equal(q, torch.tensor([[-2.0, -2.0, 3.0, 3.0, 3.0]]))
 
 
 def test_size_rows_follow_the_closed_forms(model):
@@ -48,3 +64,24 @@ def test_size_rows_follow_the_closed_forms(model):
     assert paper["total_bits"] == 4 * paper["nonzeros"]
     bitmask = rows["90 % pruned, 4-bit values + bitmask index"]
     assert bitmask["total_bits"] == 4 * bitmask["nonzeros"] + n
+    shared = rows["90 % pruned, 4-bit k-means values (15 centres + 0) + relative index + "
+                  "codebook"]
+    entries = sum(cb.relative_index_entries(w * cb.magnitude_mask(w, 0.9), 4)
+                  for w in (m.weight.detach() for _, m in cb.prunable_layers(model)))
+    layers = len(cb.prunable_layers(model))
+    assert shared["total_bits"] == entries * (4 + 4) + layers * 16 * 32
+    assert shared["nonzeros"] <= paper["nonzeros"], "k-means may round a small value to 0"
+
+
+def test_relative_index_fillers_need_a_zero_code_in_the_codebook():
+    """A relative index stores filler zeros: 16 nonzero centres leave no 4-bit code for 0."""
+    w = torch.zeros(100)
+    w[[0, 40, 80]] = torch.tensor([1.0, 2.0, 3.0])  # gaps of 40 > 2^4: fillers
+    assert cb.relative_index_entries(w, 4) == 1 + 3 + 3
+    ok = cb.model_size_bits([w], 2, index="relative", index_bits=4, codebook=True)
+    assert ok.total_bits == 7 * (2 + 4) + 4 * 32  # 3 values + 0 fit in 2^2 codes
+    with pytest.raises(ValueError, match="codes"):
+        cb.model_size_bits([w], 1, index="relative", index_bits=4, codebook=True)
+    dense = torch.arange(1.0, 5.0)  # no fillers: the 2^2 codes hold 4 nonzero values
+    assert cb.model_size_bits([dense], 2, index="relative", index_bits=4,
+                              codebook=True).total_bits == 4 * 6 + 4 * 32

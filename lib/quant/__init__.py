@@ -18,6 +18,7 @@ from .kmeans import (
     zero_kmeans_1d,
     zero_kmeans_1d_exact,
     zero_kmeans_1d_multi,
+    zero_kmeans_is_exact,
 )
 from .size import SizeReport, compression_ratio, model_size_bits, relative_index_entries
 
@@ -27,5 +28,5 @@ __all__ = [
     "get_fake_quant", "kmeans_1d_multi", "kmeans_quantize", "kmeans_quantize_all_bits",
     "model_size_bits", "multiple_choice_knapsack", "multiple_choice_knapsack_exact",
     "quantize_with_codebook", "relative_index_entries", "zero_kmeans_1d", "zero_kmeans_1d_exact",
-    "zero_kmeans_1d_multi",
+    "zero_kmeans_1d_multi", "zero_kmeans_is_exact",
 ]

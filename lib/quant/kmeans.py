@@ -266,6 +266,14 @@ def _lloyd_plain(xs, s1, s2, centres, iters):
     return c, float(dist.sum())
 
 
+def zero_kmeans_is_exact(values: torch.Tensor, max_bins: int = 512) -> bool:
+    """Whether ``zero_kmeans_1d(values, k, max_bins)`` is the exact optimum: each sign has at
+    most ``max_bins`` nonzeros (else the programme runs over ``max_bins`` runs of sorted
+    values and Lloyd refines it, a local optimum that is only bounded by the binned one)."""
+    x = values.detach().flatten()
+    return int((x < 0).sum()) <= max_bins and int((x > 0).sum()) <= max_bins
+
+
 def zero_kmeans_1d(values: torch.Tensor, k: int, max_bins: int = 512,
                    lloyd_iters: int = 100) -> tuple[torch.Tensor, float]:
     """The codebook ``{0} U {k centres}`` (sorted, length ``k + 1``) minimising the

@@ -11,6 +11,10 @@ are; ``model_size_bits`` adds that index overhead on request:
   ``2^index_bits`` is bridged by stored filler zeros, which cost value and index bits too.
 
 ``codebook=True`` adds ``2^b`` float32 centres a layer (a k-means quantized layer's table).
+With a relative index the filler zeros are stored values, so then the ``2^b`` codes must
+include one for 0: a layer with fillers whose distinct nonzero values (plus the zero) exceed
+``2^b`` cannot be stored in ``b`` bits, and ``model_size_bits`` raises rather than count it
+(quantize with ``kmeans_quantize(..., zero_counts=True)``: ``2^b - 1`` centres and the 0).
 The compression ratio is the dense float32 size over the compressed size.
 """
 
@@ -75,6 +79,13 @@ def model_size_bits(weights: Sequence[torch.Tensor] | Sequence[tuple[str, nn.Mod
         w = w.detach()
         nnz = int((w != 0).sum())
         entries = relative_index_entries(w, index_bits) if index == "relative" else nnz
+        if codebook and entries > nnz:  # filler zeros need a code of their own
+            levels = int(torch.unique(w[w != 0]).numel()) + 1
+            if levels > 2 ** b:
+                raise ValueError(
+                    f"layer {name}: {levels - 1} distinct nonzero values plus the filler "
+                    f"zeros of the relative index need {levels} codes, more than the 2^{b} "
+                    f"of a {b}-bit codebook (quantize with zero_counts=True)")
         value_bits = b * entries
         idx_bits = {"none": 0, "bitmask": w.numel(),
                     "relative": entries * index_bits}[index]

@@ -10,22 +10,32 @@ from . import experiment, method, task
 from .experiment import (
     CLAIM_METHODS,
     CLAIMS,
+    COMPARISONS,
     CONFIGS,
+    DEFAULT_SEEDS,
     METHODS,
     PAPER_RESULTS,
     SETUPS,
+    START_BITS_KNOB,
     PruneQuantConfig,
     cached_compress,
     claim_metrics,
     compress,
     deep_compression,
+    envelope_rows,
     greedy_vs_exact_bits,
     initial_bits_sweep,
+    paired_rows,
+    results_rows,
     run,
+    run_seeds,
     setup_config,
+    start_bits_sweep,
 )
 from .method import (
+    V_STEP_SUPPORTS,
     admm_compress,
+    admm_v_step,
     budget_bits,
     classification_loss,
     quantization_projection,
@@ -36,9 +46,12 @@ from .task import Task, dense_key, dense_part, make_task, pretrained_dense
 #: One process: the compression loop is not data-parallel.
 DATA_PARALLEL = False
 
-__all__ = ["CLAIM_METHODS", "CLAIMS", "CONFIGS", "DATA_PARALLEL", "METHODS", "PAPER_RESULTS",
-           "SETUPS", "PruneQuantConfig", "Task", "admm_compress", "budget_bits",
-           "cached_compress", "claim_metrics", "classification_loss", "compress",
-           "deep_compression", "dense_key", "dense_part", "experiment", "greedy_vs_exact_bits",
-           "initial_bits_sweep", "make_task", "method", "pretrained_dense", "proximal_pull",
-           "quantization_projection", "run", "setup_config", "sparse_projection", "task"]
+__all__ = ["CLAIM_METHODS", "CLAIMS", "COMPARISONS", "CONFIGS", "DATA_PARALLEL",
+           "DEFAULT_SEEDS", "METHODS", "PAPER_RESULTS", "SETUPS", "START_BITS_KNOB",
+           "V_STEP_SUPPORTS", "PruneQuantConfig", "Task", "admm_compress", "admm_v_step",
+           "budget_bits", "cached_compress", "claim_metrics", "classification_loss",
+           "compress", "deep_compression", "dense_key", "dense_part", "envelope_rows",
+           "experiment", "greedy_vs_exact_bits", "initial_bits_sweep", "make_task", "method",
+           "paired_rows", "pretrained_dense", "proximal_pull", "quantization_projection",
+           "results_rows", "run", "run_seeds", "setup_config", "sparse_projection",
+           "start_bits_sweep", "task"]

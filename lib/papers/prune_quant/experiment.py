@@ -9,6 +9,9 @@ same number of epochs:
 * ``quantize-only``: every layer the same ``b``, no pruning (ratio ``32 / b``);
 * ``sequential-admm``: the same ADMM in two stages, prune at a fixed ``ptq_bits``, then
   quantize the frozen support to ``ptq_bits`` (half the epochs each);
+* ``uniform-bits-admm``: the joint ADMM with every layer held at ``ptq_bits`` (pruning and
+  the V-step's k-means as in ``joint``, no bit allocation): ``joint`` minus it isolates the
+  multiple-choice knapsack's bits;
 * ``deep-compression``: Deep Compression as published (Han et al. 2016): magnitude pruning
   to ``floor(S / ptq_bits)`` nonzeros and masked fine-tuning, then k-means at ``ptq_bits``
   per layer and fine-tuning of the shared centres (half the epochs each).
@@ -41,7 +44,8 @@ from lib.sparse import prunable_layers
 from .method import admm_compress, budget_bits, classification_loss, sparse_projection
 from .task import Task, dense_key, make_task, pretrained_dense
 
-METHODS = ("joint", "prune-only", "quantize-only", "sequential-admm", "deep-compression")
+METHODS = ("joint", "prune-only", "quantize-only", "sequential-admm", "deep-compression",
+           "uniform-bits-admm")
 #: The methods the claim compares (what full scale must run).
 CLAIM_METHODS = ("joint", "deep-compression")
 
@@ -78,6 +82,7 @@ class PruneQuantConfig:
     workers: int                   # data-loading processes (full scale)
     data_root: str                 # "" = lib.vision.data_root()
     verify_data: bool = True       # check torchvision's md5 sums (False: fixture data only)
+    v_step_support: str = "everywhere"  # where V = Q(W + U): everywhere (official) | weights
 
 
 CONFIGS = ScaleConfigs(
@@ -238,6 +243,9 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
             out = admm_compress(model, task, cfg, budget, quantize=False, projection_bits=32,
                                 teacher=teacher, seed=run_seed, **ckpt("admm"),
                                 desc=method)
+        elif method == "uniform-bits-admm":
+            out = admm_compress(model, task, cfg, budget, fixed_bits=cfg.ptq_bits,
+                                teacher=teacher, seed=run_seed, **ckpt("admm"), desc=method)
         elif method == "deep-compression":
             out = deep_compression(model, task, cfg, budget, teacher=teacher, seed=run_seed,
                                    ckpt=ckpt)
@@ -260,6 +268,7 @@ def compress(cfg: PruneQuantConfig, method: str, level: float, seed: int = 0,
             "dense_accuracy": dense["accuracy"], "size_bits": out["size_bits"],
             "budget_bits": out["budget_bits"], "ratio": out["ratio"], "layers": layers,
             "history": out["history"], "losses": out["losses"],
+            "kmeans_exact": all(h.get("kmeans_exact", True) for h in out["history"]),
             "seconds": time.perf_counter() - start,
             "correct": task.correct(model) if task.correct else None,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -308,6 +317,62 @@ def initial_bits_sweep(cfg: PruneQuantConfig, ratio: float, initial_bits: tuple[
                             device, cache) for b in initial_bits]
 
 
+#: Training seeds per scale (each seed its own dense model and data order); the notebook's
+#: ``n_seeds = 0`` takes these.
+DEFAULT_SEEDS = {"smoke": 1, "tutorial": 3, "full": 1}
+
+#: The knob that sets a method's starting bits: the first projection's for ``joint``, the
+#: fixed bits of the others.
+START_BITS_KNOB = {"joint": "initial_bits", "deep-compression": "ptq_bits",
+                   "uniform-bits-admm": "ptq_bits", "sequential-admm": "ptq_bits"}
+
+
+def start_bits_sweep(cfg: PruneQuantConfig, methods: tuple[str, ...], bits: tuple[int, ...],
+                     seed: int = 0, device: str = "cpu", cache: ArtifactCache | None = None
+                     ) -> list[dict[str, Any]]:
+    """Each method at every budget from each starting bit-width (``START_BITS_KNOB``),
+    cached per run: the rows of ``envelope_rows``."""
+    from lib.core import with_knobs
+
+    rows = []
+    for method in methods:
+        for b in bits:
+            c = with_knobs(cfg, **{START_BITS_KNOB[method]: b})
+            for level in cfg.budgets:
+                r = cached_compress(c, method, float(level), seed, device, cache)
+                rows.append({"method": method, "start_bits": b, "budget": float(level),
+                             "ratio": r["ratio"], "accuracy": r["accuracy"],
+                             "final_bits": [layer["bits"] for layer in r["layers"]]})
+    return rows
+
+
+def envelope_rows(sweep: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and budget, the best accuracy over starting bits (the Pareto envelope)
+    and the bits that gave it. Chosen on the test digits: descriptive, not the claim."""
+    best: dict[tuple[str, float], dict[str, Any]] = {}
+    for r in sweep:
+        k = (r["method"], r["budget"])
+        if k not in best or r["accuracy"] > best[k]["accuracy"]:
+            best[k] = r
+    return [{"method": m, "budget": b, "best_accuracy": r["accuracy"],
+             "best_start_bits": r["start_bits"]} for (m, b), r in best.items()]
+
+
+def results_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per run of ``run``/``run_seeds``: method, target, seed, size, accuracy."""
+    dense = out.get("dense_accuracies")
+    seeds = out.get("seeds", [0])
+    return [{"method": r["method"],
+             "target": (f"{r['level']:g}x" if r["method"] != "quantize-only"
+                        else f"{r['level']:g} bits"),
+             "seed": r.get("seed", 0), "ratio": r["ratio"], "size_bits": r["size_bits"],
+             "budget_bits": r["budget_bits"], "accuracy": r["accuracy"],
+             "change_vs_dense": r["accuracy"] - (dense[seeds.index(r.get("seed", 0))]
+                                                 if dense else out["dense_accuracy"]),
+             "kmeans_exact": r.get("kmeans_exact"), "seconds": r["seconds"]}
+            for r in out["runs"]]
+
+
 def greedy_vs_exact_bits(distortion: torch.Tensor, nnz: list[int], candidate_bits: list[int],
                          budget: float) -> tuple[list[int], list[int]]:
     """The paper's greedy and the exact bit allocation for one distortion table."""
@@ -328,26 +393,59 @@ CLAIMS = [
                          "loss, beyond sequential pipelines",
                    prefix="acc_joint_vs_deep_compression", paper_effect=0.01,
                    unit="accuracy difference", percent=True),
+    Claim.interval("prune_quant", "joint-vs-uniform-bits",
+                   "The learnt per-layer bits make the joint method more accurate than the "
+                   "same ADMM with every layer at the same bits, at the same size",
+                   paper="mixed precision chosen by the knapsack, no hand-set bits per layer",
+                   prefix="acc_joint_vs_uniform_bits", paper_effect=0.01,
+                   unit="accuracy difference", percent=True),
 ]
+
+
+#: The paired comparisons the record holds: (metric prefix, method, baseline).
+COMPARISONS = (("acc_joint_vs_deep_compression", "joint", "deep-compression"),
+               ("acc_joint_vs_uniform_bits", "joint", "uniform-bits-admm"),
+               ("acc_joint_vs_sequential_admm", "joint", "sequential-admm"))
+
+
+def paired_rows(runs: list[dict[str, Any]], method: str, level: float) -> np.ndarray:
+    """Per-item correctness of ``method`` at ``level``, one row per seed (in ``runs``'
+    order, which ``run_seeds`` keeps the same for every method)."""
+    return np.stack([np.asarray(r["correct"], dtype=np.float64) for r in runs
+                     if r["method"] == method and r["level"] == level])
 
 
 def claim_metrics(out: dict[str, Any], n_boot: int = 2000) -> dict[str, float]:
     """The claim's interval: accuracy of ``joint`` minus ``deep-compression`` at the largest
-    budget both ran, paired over test items (one row per seed), as the record's metrics
-    under ``acc_joint_vs_deep_compression``; empty when either method did not run."""
+    budget both ran, paired over seeds and test items, as the record's metrics under
+    ``acc_joint_vs_deep_compression``; likewise joint minus ``uniform-bits-admm`` (the bit
+    allocation's share) and minus ``sequential-admm``; a comparison whose methods did not
+    both run is left out."""
     runs = [r for r in out["runs"] if r.get("correct") is not None]
-    levels = {r["method"]: set() for r in runs}
+    levels: dict[str, set] = {r["method"]: set() for r in runs}
     for r in runs:
         levels[r["method"]].add(r["level"])
-    common = levels.get("joint", set()) & levels.get("deep-compression", set())
-    if not common:
-        return {}
-    level = max(common)
+    metrics: dict[str, float] = {}
+    for prefix, method, baseline in COMPARISONS:
+        common = levels.get(method, set()) & levels.get(baseline, set())
+        if not common:
+            continue
+        level = max(common)
+        interval = paired_bootstrap(paired_rows(runs, method, level),
+                                    paired_rows(runs, baseline, level), n_boot=n_boot)
+        metrics.update(interval.as_metrics(prefix))
+        if prefix == "acc_joint_vs_deep_compression":
+            metrics["claim_budget"] = float(level)
+    return metrics
 
-    def rows(method: str) -> np.ndarray:
-        return np.stack([np.asarray(r["correct"], dtype=np.float64) for r in runs
-                         if r["method"] == method and r["level"] == level])
 
-    interval = paired_bootstrap(rows("joint"), rows("deep-compression"), n_boot=n_boot)
-    return {**interval.as_metrics("acc_joint_vs_deep_compression"),
-            "claim_budget": float(level)}
+def run_seeds(cfg: PruneQuantConfig, seeds: tuple[int, ...], device: str = "cpu",
+              cache: ArtifactCache | None = None) -> dict[str, Any]:
+    """``run`` for each seed (each with its own dense model), the runs concatenated seed by
+    seed, so that ``paired_rows`` pairs the same seeds across methods."""
+    outs = [run(cfg, s, device, cache) for s in seeds]
+    runs = [dict(r, seed=s) for s, o in zip(seeds, outs, strict=True) for r in o["runs"]]
+    return {"dense_accuracy": float(np.mean([o["dense_accuracy"] for o in outs])),
+            "dense_accuracies": [o["dense_accuracy"] for o in outs],
+            "dense_train_seconds": sum(o["dense_train_seconds"] for o in outs),
+            "seeds": list(seeds), "runs": runs}

@@ -48,8 +48,14 @@ from torch.nn import functional as F
 
 from lib.core import seed_everything
 from lib.core.train import train_loop
-from lib.quant import allocate_bits, kmeans_quantize, kmeans_quantize_all_bits, model_size_bits
-from lib.quant.admm import ADMMState, proximal_pull
+from lib.quant import (
+    allocate_bits,
+    kmeans_quantize,
+    kmeans_quantize_all_bits,
+    model_size_bits,
+    zero_kmeans_is_exact,
+)
+from lib.quant.admm import ADMMState, dual_update, proximal_pull
 from lib.sparse import prunable_layers, weighted_sparse_masks
 
 from .task import Task
@@ -78,23 +84,29 @@ def sparse_projection(weights: list[torch.Tensor], bits: list[int], budget: floa
 def quantization_projection(targets: list[torch.Tensor], support: list[torch.Tensor],
                             budget: float, candidate_bits: tuple[int, ...],
                             solver: str = "exact", kmeans_bins: int = 512,
-                            fixed_bits: list[int] | None = None, fixed_zero: bool = True
+                            fixed_bits: list[int] | None = None, fixed_zero: bool = True,
+                            nnz: list[int] | None = None
                             ) -> tuple[list[torch.Tensor], list[int], dict[str, Any]]:
-    """Step 3 (V-step): quantize ``W + U`` on ``W``'s support.
+    """Step 3 (V-step): quantize ``W + U`` on ``support`` (all ones: everywhere, as the
+    official code; ``admm_v_step`` chooses).
 
     Per layer, k-means with a zero centre at every candidate bit-width gives ``D_j(b)``;
     a multiple-choice knapsack picks ``b_j`` minimising ``sum D_j(b_j)`` under
-    ``sum b_j nnz_j <= budget`` (unless ``fixed_bits``). Returns ``V``, the bits and the
-    distortion table with whether the paper's greedy agrees with the exact choice.
+    ``sum b_j nnz_j <= budget`` (unless ``fixed_bits``), ``nnz_j`` the nonzeros of ``W``
+    (default: of ``support``). Returns ``V``, the bits and the distortion table with
+    whether the paper's greedy agrees with the exact choice and, per layer, whether its
+    k-means was solved exactly (``kmeans_exact``; else binned and refined by Lloyd).
     """
     masked = [t * s.to(t.dtype) for t, s in zip(targets, support, strict=True)]
-    nnz = [int(s.sum()) for s in support]
+    nnz = [int(s.sum()) for s in support] if nnz is None else list(nnz)
     bits_list = list(candidate_bits) if fixed_bits is None else sorted(set(fixed_bits))
     fits = [kmeans_quantize_all_bits(x, bits_list, max_bins=kmeans_bins, fixed_zero=fixed_zero)
             for x in masked]
     distortion = torch.tensor([[f.distortion for f in layer] for layer in fits],
                               dtype=torch.float64)
-    info: dict[str, Any] = {"distortion": distortion.tolist(), "candidate_bits": bits_list}
+    info: dict[str, Any] = {"distortion": distortion.tolist(), "candidate_bits": bits_list,
+                            "kmeans_exact": [zero_kmeans_is_exact(x, kmeans_bins) if fixed_zero
+                                             else x.numel() <= kmeans_bins for x in masked]}
     if fixed_bits is None:
         bits = allocate_bits(distortion, nnz, bits_list, budget, solver=solver)
         greedy = allocate_bits(distortion, nnz, bits_list, budget, solver="greedy")
@@ -103,6 +115,45 @@ def quantization_projection(targets: list[torch.Tensor], support: list[torch.Ten
         bits = list(fixed_bits)
     quantized = [layer[bits_list.index(b)].weight for layer, b in zip(fits, bits, strict=True)]
     return quantized, bits, info
+
+
+V_STEP_SUPPORTS = ("everywhere", "weights")
+
+
+@torch.no_grad()
+def admm_v_step(weights: list[torch.Tensor], state: ADMMState, budget: float,
+                candidate_bits: tuple[int, ...], solver: str = "exact", kmeans_bins: int = 512,
+                fixed_bits: list[int] | None = None, fixed_zero: bool = True,
+                support: str = "everywhere", frozen: list[torch.Tensor] | None = None
+                ) -> dict[str, Any]:
+    """Steps 3 and 4: ``V <- Q(W + U)`` with the bits of the knapsack, then
+    ``U <- U + W - V``, on ``state`` in place; returns the step's record.
+
+    ``support="everywhere"`` quantizes ``W + U`` at every position (the official code's
+    ``sparse_quantize`` of ``W + U``), so a dual entry left where ``W`` was later pruned
+    is quantized too and decays; ``"weights"`` restricts ``V`` to ``W``'s nonzeros, which
+    leaves such entries undecayed (``U <- U + 0 - 0``), kept as a variant. ``frozen``:
+    the fixed support of quantize-only (all ones). The knapsack always prices ``W``'s
+    nonzeros."""
+    if support not in V_STEP_SUPPORTS:
+        raise ValueError(f"support must be one of {V_STEP_SUPPORTS}, got {support!r}")
+    targets = [w.detach() + u for w, u in zip(weights, state.u, strict=True)]
+    nnz = [int((w != 0).sum()) for w in weights] if frozen is None else [
+        int(f.sum()) for f in frozen]
+    if frozen is not None:
+        where = frozen
+    elif support == "everywhere":
+        where = [torch.ones_like(w, dtype=torch.bool) for w in weights]
+    else:
+        where = [(w != 0) for w in weights]
+    v, bits, info = quantization_projection(targets, where, budget, candidate_bits, solver,
+                                            kmeans_bins, fixed_bits, fixed_zero, nnz=nnz)
+    state.v, state.bits = v, bits
+    residual = dual_update(weights, state.v, state.u)  # U <- U + W - V
+    norm = sum(float((w.detach() ** 2).sum()) for w in weights)
+    return {"residual": residual / max(norm, 1e-30), "bits": list(bits), "nnz": list(nnz),
+            "greedy_agrees": info.get("greedy_agrees"),
+            "kmeans_exact": all(info["kmeans_exact"])}
 
 
 def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -166,24 +217,14 @@ def admm_compress(model: nn.Module, task: Task, cfg: Any, budget: float, *,
             state.nnz = sparse_projection(weights, cost_bits(), budget)
 
     def v_step(step: int) -> None:  # steps 3 and 4
-        targets = [w.detach() + u for w, u in zip(weights, state.u, strict=True)]
-        current = [(w != 0) for w in weights] if (prune or freeze_support) else [
+        frozen = None if (prune or freeze_support) else [
             torch.ones_like(w, dtype=torch.bool) for w in weights]
-        v, bits, info = quantization_projection(
-            targets, current, budget, tuple(cfg.candidate_bits), cfg.bit_allocation,
-            cfg.kmeans_bins, None if fixed_bits is None else [fixed_bits] * n_layers,
-            fixed_zero)
-        state.v, state.bits = v, bits
-        residual = 0.0
-        with torch.no_grad():
-            for w, vj, uj in zip(weights, state.v, state.u, strict=True):
-                diff = w.detach() - vj
-                uj.add_(diff)  # U <- U + W - V
-                residual += float((diff ** 2).sum())
-        norm = sum(float((w.detach() ** 2).sum()) for w in weights)
-        state.history.append({"step": step, "residual": residual / max(norm, 1e-30),
-                              "bits": list(bits), "nnz": list(state.nnz),
-                              "greedy_agrees": info.get("greedy_agrees")})
+        record = admm_v_step(weights, state, budget, tuple(cfg.candidate_bits),
+                             cfg.bit_allocation, cfg.kmeans_bins,
+                             None if fixed_bits is None else [fixed_bits] * n_layers,
+                             fixed_zero, support=getattr(cfg, "v_step_support", "everywhere"),
+                             frozen=frozen)
+        state.history.append({"step": step, **record})
 
     # start from the pretrained model: project and quantize once (official code, epoch 0)
     project()
