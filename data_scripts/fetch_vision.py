@@ -4,6 +4,7 @@
     python data_scripts/fetch_vision.py cifar10   [--root DIR]
     python data_scripts/fetch_vision.py imagenet  [--root DIR]   # verifies a manual download
     python data_scripts/fetch_vision.py alexnet-pretrained [--root DIR]
+    python data_scripts/fetch_vision.py squeezenet-pretrained [--root DIR]
 
 ``DIR`` defaults to the book's data root (``$BOOK_DATA_DIR``, else the user's data dir:
 ``lib.core.paths.data_dir``), the folder every chapter reads at full scale. Downloads go
@@ -107,8 +108,21 @@ def fetch_alexnet(root: Path) -> None:
     print(f"AlexNet weights (sha256 prefix checked) -> {out}")
 
 
+def fetch_squeezenet(root: Path) -> None:
+    """torchvision's SqueezeNet v1.0 ImageNet weights (energy_training's SqueezeNet setup)."""
+    import torch
+    from torchvision.models import SqueezeNet1_0_Weights
+
+    url = SqueezeNet1_0_Weights.IMAGENET1K_V1.url
+    state = torch.hub.load_state_dict_from_url(url, check_hash=True, progress=True)
+    out = root / "pretrained" / "squeezenet1_0-imagenet.pth"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    print(f"SqueezeNet v1.0 weights (sha256 prefix checked) -> {out}")
+
+
 TARGETS = {"mnist": fetch_mnist, "cifar10": fetch_cifar10, "imagenet": prepare_imagenet,
-           "alexnet-pretrained": fetch_alexnet}
+           "alexnet-pretrained": fetch_alexnet, "squeezenet-pretrained": fetch_squeezenet}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from lib.core import ArtifactCache, with_knobs
+from lib.core.stats import NOT_MEASURED
 from lib.energy.input_masks import add_input_masks, input_masks
 from lib.energy.projection import energy_projection_masks, magnitude_masks, masks_energy
 from lib.energy.systolic import layer_geometries, model_energy_breakdown, weight_costs
@@ -110,3 +111,79 @@ def test_distillation_loss_is_the_official_joint_loss():
     y = torch.randint(0, 10, (5,))
     ref = 0.5 * ((z - zt) ** 2).mean() + 0.5 * F.cross_entropy(z, y)
     assert distillation_loss(z, zt, y, 0.5) == pytest.approx(float(ref))
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_each_mask_round_keeps_a_smaller_fraction_of_the_inputs(task, rounds):
+    model, geoms, batches = _setup(task, True)
+    dense = sum(e.total for e in model_energy_breakdown(model, geoms))
+    knobs = EnergyKnobs(steps=24, proj_interval=2, mask_keep=0.9, mask_share=0.5,
+                        mask_rounds=rounds)
+    energy_constrained_training(model, batches, geoms, 0.4 * dense, knobs, use_input_masks=True)
+    flat = torch.cat([m.detach().flatten() for m in input_masks(model)])
+    assert int(flat.sum()) == math.floor((1 - 0.1 * rounds) * flat.numel())
+
+
+def test_the_round_with_the_best_dev_accuracy_is_kept(task):
+    from lib.vision.classify import accuracy
+
+    model, geoms, batches = _setup(task, True)
+    dense = sum(e.total for e in model_energy_breakdown(model, geoms))
+    dev = (task.data["x_dev"], task.data["y_dev"])
+    knobs = EnergyKnobs(steps=24, proj_interval=2, mask_keep=0.7, mask_share=0.5,
+                        mask_rounds=2)
+    out = energy_constrained_training(model, batches, geoms, 0.4 * dense, knobs,
+                                      use_input_masks=True, dev=dev)
+    assert len(out["rounds_dev_accuracy"]) == 2
+    assert accuracy(model, *dev) == pytest.approx(max(out["rounds_dev_accuracy"]))
+    assert out["final_energy"] <= 0.4 * dense * (1 + 1e-9)
+
+
+def test_tuning_gives_every_method_the_same_grid_and_reads_the_dev_split(monkeypatch):
+    from lib.papers.energy_training import experiment
+
+    seen = []
+
+    def fake(cfg, method, budget, seed, device="cpu", cache=None):
+        seen.append((method, cfg.lr, budget, seed))
+        # dev prefers 0.003 for every method; test (never read) prefers 0.01
+        return {"dev_accuracy": 1 - abs(cfg.lr - 0.003), "accuracy": 1 - abs(cfg.lr - 0.01)}
+
+    monkeypatch.setattr(experiment, "cached_compress", fake)
+    cfg = CONFIGS["tutorial"]
+    out = experiment.tune(cfg, grid=(0.001, 0.003, 0.01))  # any grid: the same for all
+    assert {m: sorted(lr for mm, lr, *_ in seen if mm == m) for m in cfg.methods} == \
+        {m: [0.001, 0.003, 0.01] for m in cfg.methods}
+    assert all(b == cfg.claim_budget for _, _, b, _ in seen)
+    assert all(r["best"] == 0.003 for r in out.values())
+
+
+def test_the_claims_are_judged_at_the_claim_budget():
+    from lib.papers.energy_training import CLAIMS, comparison
+
+    cfg = with_knobs(CONFIGS["tutorial"], budgets=(0.12, 0.2), claim_budget=0.12, seeds=(0, 1))
+    g = torch.Generator().manual_seed(0)
+    runs = [{"method": m, "budget": b, "seed": s, "correct": (torch.rand(50, generator=g)
+                                                             < (0.9 if b == 0.2 else 0.5)).double(),
+             "accuracy": 0.0, "energy_ratio": b, "weights_kept": 0.1, "final_energy": b,
+             "budget_energy": b} for m in METHODS for b in cfg.budgets for s in cfg.seeds]
+    ivs = comparison(cfg, runs)["intervals"]
+    metrics = {}
+    for prefix, iv in ivs.items():
+        metrics.update(iv.as_metrics(prefix))
+    assert all(c.evaluate(metrics).verdict != NOT_MEASURED for c in CLAIMS)
+    assert ivs["acc_projection_vs_magnitude_claim"] is ivs["acc_projection_vs_magnitude_12"]
+    assert ivs["acc_projection_vs_magnitude_claim"] is not ivs["acc_projection_vs_magnitude_20"]
+
+
+def test_the_tutorial_uses_the_tuned_learning_rates():
+    from lib.papers.energy_training import TUNING
+
+    cfg = CONFIGS["tutorial"]
+    for m, accs in TUNING["dev_accuracy"].items():
+        assert sorted(accs) == sorted(TUNING["grid"])  # the same grid for every method
+        finite = {lr: a for lr, a in accs.items() if a == a}
+        best = max(finite.values())
+        assert finite[TUNING["chosen"][m]] == best
+        assert dict(cfg.method_lr)[m] == TUNING["chosen"][m]
+    assert set(TUNING["dev_accuracy"]) == set(cfg.methods)

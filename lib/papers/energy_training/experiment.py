@@ -15,6 +15,7 @@ at a modelled energy ``<= budget x dense energy`` (checked for each run):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,18 +44,20 @@ from lib.energy.systolic import (
     systolic_energy,
     weight_costs,
 )
-from lib.vision.classify import correct
 
 from .method import (
-    Batches,
     EnergyKnobs,
     apply_masks,
     energy_constrained_training,
-    teacher_logits,
     weight_step,
     weights_of,
 )
 from .task import make_task
+
+__all__ = ["CLAIMS", "CONFIGS", "LR_GRID", "METHODS", "PAIRS", "PAPER", "SETUPS", "TUNING",
+           "EnergyTrainingConfig", "cached_compress", "comparison", "compress",
+           "greedy_vs_exact", "layer_table", "metrics_of", "run", "setup_config", "tune",
+           "tuning_table"]
 
 METHODS = ("projection", "projection+mask", "magnitude", "energy-aware", "random")
 
@@ -86,38 +89,102 @@ class EnergyTrainingConfig:
     claim_budget: float             # the budget the claims are judged at
     exact_cases: int                # random small cases of the greedy-vs-exact check
     data_root: str = ""             # full scale: "" = lib.core.paths.data_dir()
+    mask_rounds: int = 1            # outer rounds of (M-step, W-step) of projection+mask
+    method_lr: tuple = ()           # ((method, SGD lr), ...): tuned on dev (TUNING); else lr
+    workers: int = 0                # data-loading processes (ImageNet)
 
     def __post_init__(self):
         bad = [b for b in self.budgets if not 0 < b < 1]
         if bad:
             raise ValueError(f"budgets are fractions of the dense energy in (0, 1), got {bad}")
+        if self.claim_budget not in self.budgets:
+            raise ValueError(f"claim_budget {self.claim_budget} is not among the budgets "
+                             f"{self.budgets}")
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; valid: {METHODS}")
 
 
+#: Budgets: 20-60% of dense left every method within 0.4 points of the dense network (the
+#: last stop's run); the input and output traffic alone is 10.5% of dense, so the budgets
+#: now span 12-20%, where the allocation of the little energy left to the weights matters.
+#: The claims are judged at the lowest budget.
 _TUTORIAL = EnergyTrainingConfig(
     dataset="synthetic_digits", model="lenet5_like", model_kwargs=(), n_train=20000,
-    n_dev=2000, n_test=5000, dense_steps=3000, dense_lr=0.05, batch_size=64, steps=200,
+    n_dev=2000, n_test=5000, dense_steps=3000, dense_lr=0.05, batch_size=64, steps=150,
     lr=0.01, mask_lr=0.01, proj_interval=10, decay_fraction=0.6, mask_keep=0.9,
-    mask_share=0.25, distill=0.5, budgets=(0.2, 0.4, 0.6), seeds=(0, 1, 2), methods=METHODS,
-    claim_budget=0.2, exact_cases=20)
+    mask_share=0.25, distill=0.5, budgets=(0.12, 0.15, 0.2), seeds=(0, 1, 2),
+    methods=METHODS, claim_budget=0.12, exact_cases=20, mask_rounds=2,
+    method_lr=(("projection", 0.01), ("projection+mask", 0.003), ("magnitude", 0.01),
+               ("energy-aware", 0.01), ("random", 0.01)))
 
 CONFIGS = ScaleConfigs(
     smoke=with_knobs(_TUTORIAL, n_train=600, n_dev=100, n_test=200, dense_steps=60, steps=20,
-                     budgets=(0.3,), seeds=(0,), exact_cases=3),
+                     budgets=(0.3,), claim_budget=0.3, seeds=(0,), exact_cases=3),
     tutorial=_TUTORIAL,
     full=with_knobs(  # Caffe's LeNet-5 on MNIST (the paper's first experiment)
         _TUTORIAL, dataset="mnist", model="lenet5", n_dev=5000, dense_steps=20000,
         dense_lr=0.05, batch_size=128, steps=20000, lr=1e-3, mask_lr=1e-3,
-        budgets=(0.2, 0.4, 0.6), seeds=(0, 1, 2), exact_cases=20),
+        budgets=(0.2, 0.4, 0.6), claim_budget=0.2, seeds=(0, 1, 2), exact_cases=20),
 )
 
-#: Tuning (tutorial, seed 0, budget 20%, dev accuracy): the same grid of SGD learning rates
-#: for every method; the mask learning rate for the masked variant.
-TUNING = {
-    "lr": {"grid": [0.003, 0.01, 0.03], "note": "not run: the chapter's default, see Our reading"},
+#: The paper's full-scale setups (``setup_config("full", name)``); ``default`` is LeNet-5 on
+#: MNIST, the paper's first experiment.
+#: The ImageNet setups start from torchvision's pretrained AlexNet / SqueezeNet v1.0 (the
+#: paper's starting points), train with the official learning rates (SGD 1e-3, mask Adam
+#: 1e-4), one seed (the GPU cost of three is not in our budget) and project every 100 steps
+#: (official: every 10; one greedy projection over AlexNet's 61 M weights costs seconds).
+#: Budgets: the energies the paper reports for its own method are not in our notes; 30% and
+#: 50% of dense are our choice, to be set beside the paper's table.
+_IMAGENET = dict(dataset="imagenet", n_dev=10_000, batch_size=128, steps=100_000, lr=1e-3,
+                 mask_lr=1e-4, proj_interval=100, seeds=(0,), exact_cases=20, workers=8)
+SETUPS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "alexnet-imagenet": dict(_IMAGENET, model="alexnet", budgets=(0.3,), claim_budget=0.3),
+    "squeezenet-imagenet": dict(_IMAGENET, model="squeezenet1_0", budgets=(0.5,),
+                                claim_budget=0.5),
 }
+
+
+def setup_config(scale: str, setup: str = "default", **knobs: Any) -> EnergyTrainingConfig:
+    """``CONFIGS[scale]`` with a named full-scale setup's knobs, then ``knobs``."""
+    if setup not in SETUPS:
+        raise ValueError(f"unknown setup {setup!r}; valid setups are {', '.join(SETUPS)}")
+    if setup != "default" and scale != "full":
+        raise ValueError(f"setup {setup!r} is a full-scale setup; use scale='full'")
+    return with_knobs(CONFIGS[scale], **{**SETUPS[setup], **knobs})
+
+
+#: The grid every method's SGD learning rate is tuned on (the same grid for every method).
+LR_GRID = (0.001, 0.003, 0.01, 0.03)
+
+
+#: Tuning, the same effort for every method: ``tune(CONFIGS["tutorial"])`` ran each method
+#: at the claim budget (12%), seed 0, with the SGD learning rate from ``LR_GRID`` and scored
+#: it on the 2,000 dev images (never the test set); NaN: the run diverged. The best value per
+#: method is the tutorial's ``method_lr``. Not tuned: the masks' Adam rate (0.01), the
+#: projection interval, the budget decay and the mask schedule (the official values or
+#: Our reading, the same for every method that has them).
+TUNING = {
+    "knob": "SGD learning rate (W-steps and fine-tuning)", "grid": LR_GRID, "budget": 0.12,
+    "seed": 0, "split": "dev (2,000 images)", "cpu_seconds": 67,
+    "dev_accuracy": {
+        "projection": {0.001: 0.2195, 0.003: 0.3155, 0.01: 0.5, 0.03: 0.1115},
+        "projection+mask": {0.001: 0.481, 0.003: 0.783, 0.01: 0.507, 0.03: float("nan")},
+        "magnitude": {0.001: 0.328, 0.003: 0.408, 0.01: 0.4795, 0.03: float("nan")},
+        "energy-aware": {0.001: 0.3025, 0.003: 0.464, 0.01: 0.625, 0.03: 0.1},
+        "random": {0.001: 0.1, 0.003: 0.1, 0.01: 0.1, 0.03: 0.1},
+    },
+    "chosen": {"projection": 0.01, "projection+mask": 0.003, "magnitude": 0.01,
+               "energy-aware": 0.01, "random": 0.01},
+}
+
+
+def tuning_table() -> list[dict[str, Any]]:
+    """``TUNING`` as rows: dev accuracy per method and learning rate, and the choice."""
+    return [{"method": m, **{f"lr {lr:g}": acc for lr, acc in accs.items()},
+             "chosen lr": TUNING["chosen"][m]} for m, accs in TUNING["dev_accuracy"].items()]
+
 
 #: What the paper reports (Sec. 5), for the chapter's comparison.
 PAPER = {
@@ -128,11 +195,16 @@ PAPER = {
 }
 
 
-def knobs_of(cfg: EnergyTrainingConfig) -> EnergyKnobs:
-    return EnergyKnobs(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+def lr_of(cfg: EnergyTrainingConfig, method: str | None) -> float:
+    """The method's SGD learning rate: its tuned value (``method_lr``), else ``lr``."""
+    return dict(cfg.method_lr).get(method, cfg.lr)
+
+
+def knobs_of(cfg: EnergyTrainingConfig, method: str | None = None) -> EnergyKnobs:
+    return EnergyKnobs(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr_of(cfg, method),
                        proj_interval=cfg.proj_interval, decay_fraction=cfg.decay_fraction,
                        distill=cfg.distill, mask_lr=cfg.mask_lr, mask_keep=cfg.mask_keep,
-                       mask_share=cfg.mask_share)
+                       mask_share=cfg.mask_share, mask_rounds=cfg.mask_rounds)
 
 
 def selector(method: str, seed: int):
@@ -165,10 +237,8 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
     dense_layers = model_energy_breakdown(model, geoms, array)
     dense = sum(e.total for e in dense_layers)
     target = budget * dense
-    batches = Batches(task.data["x_train"], task.data["y_train"],
-                      teacher_logits(teacher, task.data["x_train"]), cfg.batch_size,
-                      derive_seed(seed, "batches"))
-    knobs = knobs_of(cfg)
+    batches = task.batches(teacher, cfg.batch_size, derive_seed(seed, "batches"))
+    knobs = knobs_of(cfg, method)
     t0 = time.process_time()
     if method == "random":
         g = torch.Generator().manual_seed(derive_seed(seed, "random-mask"))
@@ -185,16 +255,20 @@ def compress(cfg: EnergyTrainingConfig, method: str, budget: float, seed: int,
     else:
         out = energy_constrained_training(model, batches, geoms, target, knobs,
                                           use_input_masks=method == "projection+mask",
-                                          array=array, select=selector(method, seed))
+                                          array=array, select=selector(method, seed),
+                                          dev=task.dev_accuracy)
     cpu_s = time.process_time() - t0
     final_layers = model_energy_breakdown(model, geoms, array)
     final = sum(e.total for e in final_layers)
     if final > target * (1 + 1e-9):
         raise AssertionError(f"{method}: energy {final:.6g} over the budget {target:.6g}")
-    ok = correct(model, task.data["x_test"], task.data["y_test"]).cpu()  # a tensor: the
-    # cache loads artifacts with weights_only=True, which refuses NumPy arrays
+    ok = task.test_correct(model)  # a tensor: the cache loads artifacts with
+    # weights_only=True, which refuses NumPy arrays
+    dev_acc = task.dev_accuracy(model)
     return {"method": method, "budget": budget, "seed": seed, "correct": ok,
-            "accuracy": float(ok.mean()), "dense_energy": dense, "final_energy": final,
+            "accuracy": float(ok.mean()), "dev_accuracy": dev_acc, "lr": knobs.lr,
+            "rounds_dev_accuracy": out.get("rounds_dev_accuracy", []),
+            "dense_energy": dense, "final_energy": final,
             "energy_ratio": final / dense, "budget_energy": target,
             "dense_layers": [e.as_dict() for e in dense_layers],
             "final_layers": [e.as_dict() for e in final_layers],
@@ -209,8 +283,8 @@ _TASKS: dict = {}
 def task_of(cfg: EnergyTrainingConfig, device: str, cache: ArtifactCache):
     """``make_task`` once per process for a data/teacher config (the runs share it)."""
     key = (cfg.dataset, cfg.model, cfg.model_kwargs, cfg.n_train, cfg.n_dev, cfg.n_test,
-           cfg.dense_steps, cfg.dense_lr, cfg.batch_size, cfg.data_root, str(device),
-           str(cache.directory))
+           cfg.dense_steps, cfg.dense_lr, cfg.batch_size, cfg.data_root, cfg.workers,
+           str(device), str(cache.directory))
     if key not in _TASKS:
         _TASKS.clear()
         _TASKS[key] = make_task(cfg, torch.device(device), cache)
@@ -231,6 +305,32 @@ def runs_of(cfg: EnergyTrainingConfig, device: str = "cpu",
             cache: ArtifactCache | None = None) -> list[dict[str, Any]]:
     return [cached_compress(cfg, m, b, s, device, cache)
             for s in cfg.seeds for b in cfg.budgets for m in cfg.methods]
+
+
+def tune(cfg: EnergyTrainingConfig, grid: tuple = LR_GRID, seed: int = 0, device: str = "cpu",
+         cache: ArtifactCache | None = None) -> dict[str, Any]:
+    """Equal tuning effort: each method's SGD learning rate from the same ``grid``, at the
+    claim budget, one seed, judged by accuracy on the dev split (never the test set); ties
+    go to the value nearest ``cfg.lr``; a run that diverges (NaN weights) scores NaN and is
+    never chosen. Returns ``{method: {"dev": {lr: acc}, "best": lr}}`` (the tutorial's
+    ``method_lr`` and ``TUNING`` record its result)."""
+    out: dict[str, Any] = {}
+    for m in cfg.methods:
+        dev = {}
+        for lr in grid:
+            c = with_knobs(cfg, lr=lr, method_lr=(), seeds=(seed,),
+                           budgets=(cfg.claim_budget,))
+            try:
+                dev[lr] = cached_compress(c, m, cfg.claim_budget, seed, device,
+                                          cache)["dev_accuracy"]
+            except ValueError as err:  # the projection refuses NaN weights
+                if "NaN" not in str(err):
+                    raise
+                dev[lr] = float("nan")
+        ok = [lr for lr in grid if dev[lr] == dev[lr]]
+        best = max(ok, key=lambda lr, dev=dev: (dev[lr], -abs(math.log(lr / cfg.lr))))
+        out[m] = {"dev": dev, "best": best}
+    return out
 
 
 def _tag(budget: float) -> str:
@@ -265,6 +365,8 @@ def comparison(cfg: EnergyTrainingConfig, runs: list[dict[str, Any]]) -> dict[st
             iv = paired_bootstrap(np.stack([np.asarray(r["correct"]) for r in ra]),
                                   np.stack([np.asarray(r["correct"]) for r in rb]), seed=0)
             intervals[f"acc_{_slug(a)}_vs_{_slug(b)}_{_tag(budget)}"] = iv
+            if budget == cfg.claim_budget:
+                intervals[f"acc_{_slug(a)}_vs_{_slug(b)}_claim"] = iv
     return {"rows": rows, "intervals": intervals}
 
 
@@ -352,25 +454,26 @@ def layer_table(run_out: dict[str, Any]) -> list[dict[str, Any]]:
             for d, f in zip(run_out["dense_layers"], run_out["final_layers"], strict=True)]
 
 
-CLAIMS = [
-    Claim.interval("energy_training", "projection-vs-energy-aware",
-                   "The weighted sparse projection is more accurate than energy-aware pruning "
-                   "at the same modelled energy (20% of dense)",
-                   paper="higher accuracy than energy-aware pruning at the same or lower "
-                         "energy (LeNet-5 MNIST, AlexNet, SqueezeNet ImageNet)",
-                   prefix="acc_projection_vs_energy_aware_20", paper_effect=0.005,
-                   unit="accuracy difference", percent=True, section="et-comparison"),
-    Claim.interval("energy_training", "projection-vs-magnitude",
-                   "The weighted sparse projection is more accurate than magnitude pruning "
-                   "matched to the same modelled energy (20% of dense)",
-                   paper="higher accuracy than magnitude-based pruning at the same or lower "
-                         "energy",
-                   prefix="acc_projection_vs_magnitude_20", paper_effect=0.005,
-                   unit="accuracy difference", percent=True, section="et-comparison"),
-    Claim.interval("energy_training", "input-mask",
-                   "Input masks add accuracy at the same energy (20% of dense)",
-                   paper="input masking lowers the energy further at little accuracy cost",
-                   prefix="acc_projection_mask_vs_projection_20", paper_effect=0.005,
-                   unit="accuracy difference", percent=True, section="et-comparison"),
-]
+def _claim(id: str, a: str, b: str, claim: str, paper: str) -> Claim:
+    """A claim on the paired accuracy difference ``a - b`` at the config's claim budget
+    (the lowest: 12% of dense at tutorial scale), against the paper's +0.5 points."""
+    return Claim.interval("energy_training", id, f"{claim} (at the claim budget)",
+                          paper=paper, prefix=f"acc_{_slug(a)}_vs_{_slug(b)}_claim",
+                          paper_effect=0.005, unit="accuracy difference", percent=True,
+                          section="et-comparison")
 
+
+CLAIMS = [
+    _claim("projection-vs-energy-aware", "projection", "energy-aware",
+           "The weighted sparse projection is more accurate than energy-aware pruning at the "
+           "same modelled energy",
+           "higher accuracy than energy-aware pruning at the same or lower energy (LeNet-5 "
+           "MNIST, AlexNet, SqueezeNet ImageNet)"),
+    _claim("projection-vs-magnitude", "projection", "magnitude",
+           "The weighted sparse projection is more accurate than magnitude pruning matched to "
+           "the same modelled energy",
+           "higher accuracy than magnitude-based pruning at the same or lower energy"),
+    _claim("input-mask", "projection+mask", "projection",
+           "Input masks add accuracy at the same energy",
+           "input masking lowers the energy further at little accuracy cost"),
+]

@@ -3,7 +3,13 @@ does not retrain the teacher).
 
 Embedded scales: synthetic digits and ``lenet5_like`` from
 ``lib.vision.classify.trained_classifier`` (shared, cached). Full scale: MNIST read by
-torchvision from ``lib.core.paths.data_dir()`` and Caffe's LeNet-5 trained once (cached).
+torchvision from ``lib.core.paths.data_dir()`` and Caffe's LeNet-5 trained once (cached); or
+ImageNet (``lib.vision.datasets``, class folders) with torchvision's AlexNet or SqueezeNet
+v1.0 loaded from pretrained weights under the data root, as the paper starts from them.
+
+Both kinds of task answer the same calls: ``teacher(device)``, ``batches(teacher,
+batch_size, seed)`` (``(x, y, teacher logits)`` of a step), ``test_correct(model)`` (0/1 per
+test item) and ``dev_accuracy(model)`` (the split tuning and the mask rounds read).
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lib.core import ArtifactCache, seed_everything
+from lib.core import ArtifactCache, IndexBatches, seed_everything
 from lib.vision.classify import (
     ClassifierTraining,
     accuracy,
+    correct,
     state_of,
     train_classifier,
     trained_classifier,
@@ -26,6 +33,33 @@ from lib.vision.classify import (
 )
 from lib.vision.models import build_model
 from lib.vision.synthetic import SyntheticDigitsConfig, cached_synthetic_digits
+
+
+@dataclass
+class Batches:
+    """Training data with the teacher's logits (computed once): ``(x, y, z_teacher)`` of
+    step ``step``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    teacher_logits: torch.Tensor
+    batch_size: int
+    seed: int
+
+    def __post_init__(self):
+        self._order = IndexBatches(len(self.y), self.batch_size, self.seed)
+
+    def __call__(self, step: int):
+        idx = self._order.indices(step).to(self.x.device)
+        return self.x[idx], self.y[idx], self.teacher_logits[idx]
+
+
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """The teacher's logits on every training example (eval mode; LeNet has no dropout,
+    so they equal the per-batch logits of the official code)."""
+    teacher.eval()
+    return torch.cat([teacher(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 @dataclass
@@ -49,6 +83,146 @@ class Task:
     def example_input(self) -> torch.Tensor:
         return self.data["x_test"][:1].cpu()
 
+    @property
+    def n_test(self) -> int:
+        return len(self.data["y_test"])
+
+    def batches(self, teacher: nn.Module, batch_size: int, seed: int):
+        """Training batches with the teacher's logits (computed once for the whole set,
+        shared by every run of this task)."""
+        if getattr(self, "_train_logits", None) is None:
+            self._train_logits = teacher_logits(teacher, self.data["x_train"])
+        return Batches(self.data["x_train"], self.data["y_train"], self._train_logits,
+                       batch_size, seed)
+
+    def test_correct(self, model: nn.Module) -> torch.Tensor:
+        return correct(model, self.data["x_test"], self.data["y_test"]).cpu()
+
+    def dev_accuracy(self, model: nn.Module) -> float:
+        return accuracy(model, self.data["x_dev"], self.data["y_dev"])
+
+
+IMAGENET_MODELS = ("alexnet", "squeezenet1_0")
+#: The pretrained weights each ImageNet model starts from, under the data root, and the
+#: command that fetches them.
+PRETRAINED = {"alexnet": ("pretrained/alexnet-imagenet.pth", "alexnet-pretrained"),
+              "squeezenet1_0": ("pretrained/squeezenet1_0-imagenet.pth",
+                                "squeezenet-pretrained")}
+
+
+def imagenet_model(name: str, n_classes: int = 1000) -> nn.Module:
+    """torchvision's AlexNet or SqueezeNet v1.0 (randomly initialised)."""
+    from torchvision import models as tv
+
+    if name not in IMAGENET_MODELS:
+        raise ValueError(f"unknown ImageNet model {name!r}; valid: {', '.join(IMAGENET_MODELS)}")
+    return getattr(tv, name)(weights=None, num_classes=n_classes)
+
+
+@dataclass
+class StreamTask:
+    """ImageNet: data read from disk in batches, the teacher's logits computed per batch."""
+
+    train: Any                          # torch Dataset (training transform)
+    dev: Any                            # held-out training images (test transform)
+    test: Any                           # the validation split
+    model: str
+    n_classes: int
+    teacher_state: dict[str, torch.Tensor]
+    teacher_key: str
+    teacher_info: dict[str, float]
+    device: torch.device
+    workers: int = 8
+
+    def build(self) -> nn.Module:
+        return imagenet_model(self.model, self.n_classes)
+
+    def teacher(self, device) -> nn.Module:
+        net = self.build()
+        net.load_state_dict(self.teacher_state)
+        return net.to(device).eval()
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(1, 3, 224, 224)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test)
+
+    def batches(self, teacher: nn.Module, batch_size: int, seed: int):
+        from lib.vision.datasets import StepBatches
+
+        steps = StepBatches(self.train, batch_size, seed, self.workers)
+        device = self.device
+
+        @torch.no_grad()
+        def logits(x):
+            teacher.eval()
+            return teacher(x)
+
+        def batch(step: int):
+            x, y = steps(step)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            return x, y, logits(x)
+        return batch
+
+    @torch.no_grad()
+    def _correct(self, model: nn.Module, dataset) -> torch.Tensor:
+        from torch.utils.data import DataLoader
+
+        was = model.training
+        model.eval()
+        out = []
+        for x, y in DataLoader(dataset, batch_size=256, num_workers=self.workers):
+            out.append((model(x.to(self.device)).argmax(1).cpu() == y).to(torch.float64))
+        model.train(was)
+        return torch.cat(out)
+
+    def test_correct(self, model: nn.Module) -> torch.Tensor:
+        return self._correct(model, self.test)
+
+    def dev_accuracy(self, model: nn.Module) -> float:
+        return float(self._correct(model, self.dev).mean())
+
+
+def _imagenet_task(cfg: Any, device: torch.device, cache: ArtifactCache) -> StreamTask:
+    from torch.utils.data import Subset
+
+    from lib.vision.datasets import _transform, data_root, vision_dataset
+
+    root = cfg.data_root or None
+    train = vision_dataset("imagenet", True, root)
+    test = vision_dataset("imagenet", False, root)
+    plain = vision_dataset("imagenet", True, root, transform=_transform("imagenet", False))
+    perm = torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))
+    dev = Subset(plain, perm[:min(cfg.n_dev, len(plain))].tolist())
+    n_classes = len(train.classes)
+    rel, command = PRETRAINED[cfg.model]
+    path = data_root(root) / rel
+    config = {"model": cfg.model, "dataset": "imagenet", "pretrained": rel,
+              "n_classes": n_classes, "n_dev": cfg.n_dev}
+    workers = cfg.workers
+
+    def build() -> dict:
+        if not path.exists():
+            raise FileNotFoundError(f"pretrained weights {path} not found; fetch them with: "
+                                    f"python data_scripts/fetch_vision.py {command} "
+                                    f"--root {data_root(root)}")
+        net = imagenet_model(cfg.model, n_classes)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        probe = StreamTask(train, dev, test, cfg.model, n_classes, {}, "", {}, device, workers)
+        net = net.to(device)
+        return {"state_dict": state_of(net), "train_seconds": 0.0,
+                "test_accuracy": float(probe.test_correct(net).mean()),
+                "dev_accuracy": probe.dev_accuracy(net)}
+
+    dense = cache.get_or_create("energy-training-dense", config, build, code=[make_task])
+    key = cache.key("energy-training-dense", config, code=[make_task])
+    return StreamTask(train, dev, test, cfg.model, n_classes, dense["state_dict"], key,
+                      {k: float(dense[k]) for k in ("test_accuracy", "dev_accuracy",
+                                                     "train_seconds")}, device, workers)
+
 
 def _mnist_tensors(n_dev: int, root: str | None) -> dict[str, torch.Tensor]:
     from lib.vision.datasets import vision_dataset
@@ -64,9 +238,12 @@ def _mnist_tensors(n_dev: int, root: str | None) -> dict[str, torch.Tensor]:
             "x_test": xt, "y_test": yt}
 
 
-def make_task(cfg: Any, device: torch.device, cache: ArtifactCache | None = None) -> Task:
+def make_task(cfg: Any, device: torch.device, cache: ArtifactCache | None = None
+              ) -> Task | StreamTask:
     """Data and the dense teacher (seed 0) of ``cfg``."""
     cache = cache or ArtifactCache()
+    if cfg.dataset == "imagenet":
+        return _imagenet_task(cfg, device, cache)
     kwargs = dict(cfg.model_kwargs)
     recipe = ClassifierTraining(steps=cfg.dense_steps, batch_size=cfg.batch_size,
                                 lr=cfg.dense_lr)
