@@ -125,8 +125,8 @@ _TUTORIAL = GSConfig(
     dataset="cartoon", crop=32, side=96, load_size=0, n_train=1024, n_dev=64, n_test=96,
     data_seed=0, ngf=8, n_blocks=3, input_skip=True, ndf=16, d_layers=2, teacher_steps=1500,
     teacher_lr=2e-3, teacher_content=1.0, teacher_gan=0.0, batch_size=8, gs_steps=120,
-    finetune_steps=40, lr_w=5e-4, lr_gamma=0.02, lr_d=2e-4, rho=0.2, beta=10.0, style=1.0,
-    bits=8, act_max=4.0, pool=50, seq_lr_w=2e-3, feature_seed=0, eval_every=40,
+    finetune_steps=40, lr_w=5e-4, lr_gamma=0.02, lr_d=2e-4, rho=0.4, beta=10.0, style=1.0,
+    bits=8, act_max=4.0, pool=50, seq_lr_w=0.002, feature_seed=0, eval_every=40,
     seeds=(0, 1, 2), methods=METHODS, controls=CONTROLS, data_root="")
 
 CONFIGS = ScaleConfigs(
@@ -147,7 +147,35 @@ CONFIGS = ScaleConfigs(
 #: ``benchmarks/gan_slimming_tuning.py``): five points for GS (``rho``) and five for the
 #: sequential baseline (its fine-tuning lr), each scored by the mean dev distance to the
 #: teacher over the sweep's budgets. Filled from the benchmark's output.
-TUNING: dict[str, Any] = {}
+TUNING: dict[str, Any] = {
+    "gs": [
+        {'rho': 0.05, 'ratios': [8.04, 16.31, 32.17], 'dev_distance': 0.06971, 'max_gap': 0.019},
+        {'rho': 0.1, 'ratios': [8.04, 16.31, 32.12], 'dev_distance': 0.0691, 'max_gap': 0.019},
+        {'rho': 0.2, 'ratios': [8.3, 16.31, 32.83], 'dev_distance': 0.0689, 'max_gap': 0.038},
+        {'rho': 0.3, 'ratios': [8.02, 16.31, 32.83], 'dev_distance': 0.06798, 'max_gap': 0.026},
+        {'rho': 0.4, 'ratios': [8.14, 17.22, 32.46], 'dev_distance': 0.0565, 'max_gap': 0.076},
+        {'rho': 0.6, 'ratios': [61.56, 61.56, 61.56], 'max_gap': 6.695, 'dev_distance': 0.05971},
+        {'rho': 0.8, 'ratios': [91.88, 91.88, 91.88], 'max_gap': 10.485, 'dev_distance': 0.06316},
+    ],
+    "gs_chosen": {"rho": 0.4},
+    "sequential": [
+        {'seq_lr_w': 0.0005, 'ratios': [8.27, 16.13, 32.65],
+         'dev_distance': 0.06153, 'max_gap': 0.034},
+        {'seq_lr_w': 0.001, 'ratios': [8.27, 16.13, 32.65],
+         'dev_distance': 0.05744, 'max_gap': 0.034},
+        {'seq_lr_w': 0.0015, 'ratios': [8.27, 16.13, 32.65],
+         'max_gap': 0.034, 'dev_distance': 0.05782},
+        {'seq_lr_w': 0.002, 'ratios': [8.27, 16.13, 32.65],
+         'dev_distance': 0.05717, 'max_gap': 0.034},
+        {'seq_lr_w': 0.003, 'ratios': [8.27, 16.13, 32.65],
+         'max_gap': 0.034, 'dev_distance': 0.05794},
+        {'seq_lr_w': 0.004, 'ratios': [8.27, 16.13, 32.65],
+         'dev_distance': 0.05766, 'max_gap': 0.034},
+        {'seq_lr_w': 0.008, 'ratios': [8.27, 16.13, 32.65],
+         'dev_distance': 0.05782, 'max_gap': 0.034},
+    ],
+    "sequential_chosen": {"seq_lr_w": 0.002},
+}
 
 SETUPS: dict[str, dict[str, Any]] = {
     "default": {},
