@@ -33,6 +33,7 @@ cartoon targets, torchmetrics' implementations under a small feature network tra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -348,7 +349,8 @@ def _result(cfg: GSConfig, method: str, seed: int, slim: ResnetGenerator, task: 
     macs = generator_macs(slim.widths, cfg.crop)
     out = outputs(slim, task.test, dev)
     return {"method": method, "seed": seed, "target_ratio": target_ratio,
-            "widths": slim.widths, "input_skip": slim.input_skip,
+            "widths": dataclasses.asdict(slim.widths),  # plain data: the cache loads
+            "input_skip": slim.input_skip,                # with weights_only=True
             "state_dict": {k: v.detach().cpu() for k, v in slim.state_dict().items()},
             "macs": macs, "dense_macs": dense_macs,
             "ratio": compression_ratio(dense_macs, macs, cfg.bits),
@@ -445,8 +447,16 @@ def cached_compress(cfg: GSConfig, method: str, seed: int, device: str = "cpu",
         depends_on=[task.teacher_key, *_feature_key(cfg, task, cache)])
 
 
+def widths_of(run: dict[str, Any]) -> GeneratorWidths:
+    """The extracted generator's widths of a stored run."""
+    w = run["widths"]
+    if isinstance(w, GeneratorWidths):
+        return w
+    return GeneratorWidths(**{**w, "inner": tuple(w["inner"])})
+
+
 def slim_generator(run: dict[str, Any], device: str = "cpu") -> ResnetGenerator:
-    g = ResnetGenerator(run["widths"], run["input_skip"]).to(device)
+    g = ResnetGenerator(widths_of(run), run["input_skip"]).to(device)
     g.load_state_dict(run["state_dict"])
     set_activation_bits(g, 8)
     return g
@@ -598,7 +608,7 @@ def metrics_of(out: dict[str, Any]) -> dict[str, Any]:
 def channels_kept(run: dict[str, Any], dense) -> dict[str, str]:
     """``kept / dense`` per width of an extracted generator."""
     d = dense.as_dict()
-    return {k: f"{v}/{d[k]}" for k, v in run["widths"].as_dict().items()}
+    return {k: f"{v}/{d[k]}" for k, v in widths_of(run).as_dict().items()}
 
 
 # --------------------------------------------------------------------------- claims
