@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from lib.core import with_knobs
 from lib.energy.counts import layer_costs, total_macs
 from lib.papers.gan_slimming.experiment import magnitude_prune_to_macs
 from lib.papers.gan_slimming.method import (
@@ -228,3 +229,119 @@ def test_distillation_loss_is_pixel_l1_plus_feature_and_gram_distances():
             gram_t = gt_ @ gt_.transpose(1, 2) / (c * h * w)
             expect = expect + ((fs - ft) ** 2).mean() + 0.5 * ((gram_s - gram_t) ** 2).mean()
     assert float(distillation_loss(s, t, feats, 0.5)) == pytest.approx(float(expect), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- matched budgets
+@pytest.mark.parametrize("ratio", [8.0, 16.0, 32.0])
+def test_budget_cut_lands_within_a_few_percent_of_the_target_ratio(ratio):
+    from lib.papers.gan_slimming.experiment import CONFIGS, budget_macs
+
+    cfg = CONFIGS["tutorial"]
+    torch.manual_seed(1)
+    gen = resnet_generator(cfg.ngf, cfg.n_blocks, input_skip=True)
+    _random_gates(gen, keep=1.0)
+    dense = generator_macs(gen.widths, cfg.crop)
+    magnitude_prune_to_macs(gen, budget_macs(cfg, dense, ratio), cfg.crop)
+    slim = extract_slim_generator(gen)
+    got = compression_ratio(dense, generator_macs(slim.widths, cfg.crop), cfg.bits)
+    assert ratio <= got <= ratio * 1.06
+
+
+def test_budget_cut_does_not_cut_a_generator_already_under_budget():
+    # a generator the l1 term slimmed below the budget keeps all its nonzero channels
+    torch.manual_seed(2)
+    gen = resnet_generator(8, 3)
+    _random_gates(gen, keep=0.5)
+    before = [g.gamma.detach().clone() for g in gates(gen).values()]
+    slim_macs = generator_macs(extract_slim_generator(gen).widths, 32)
+    magnitude_prune_to_macs(gen, slim_macs, 32)
+    for b, g in zip(before, gates(gen).values(), strict=True):
+        assert torch.equal(b, g.gamma.detach())
+
+
+# --------------------------------------------------------------------------- FID / KID
+class _Flat(nn.Module):
+    num_features = 3
+
+    def forward(self, x):
+        return x.flatten(1).double()
+
+
+def _gaussian_images(n, mean, std, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    x01 = torch.tensor(mean, dtype=torch.float64) + z * torch.tensor(std, dtype=torch.float64)
+    return (x01 * 2 - 1).float().view(n, 3, 1, 1)  # fid_kid takes images in [-1, 1]
+
+
+def test_fid_matches_the_frechet_distance_of_the_feature_gaussians():
+    from scipy.linalg import sqrtm
+
+    from lib.papers.gan_slimming.quality import fid_kid
+
+    mu1, s1, mu2, s2 = [0.5, 0.4, 0.6], [0.05, 0.08, 0.1], [0.55, 0.4, 0.5], [0.1, 0.08, 0.05]
+    real, fake = _gaussian_images(20000, mu1, s1, 0), _gaussian_images(20000, mu2, s2, 1)
+    got = fid_kid(_Flat(), real, fake, subset_size=100, subsets=2)["fid"]
+    # exact: the Frechet distance of the samples' own means and covariances
+    a = ((real.double() + 1) / 2).flatten(1).numpy()
+    b = ((fake.double() + 1) / 2).flatten(1).numpy()
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    exact = (((a.mean(0) - b.mean(0)) ** 2).sum()
+             + np.trace(ca + cb - 2 * np.real(sqrtm(ca @ cb))))
+    assert got == pytest.approx(exact, rel=1e-3)
+    # population closed form for diagonal Gaussians: |mu1 - mu2|^2 + sum (s1 - s2)^2
+    closed = sum((x - y) ** 2 for x, y in zip(mu1, mu2, strict=True)) + sum(
+        (x - y) ** 2 for x, y in zip(s1, s2, strict=True))
+    assert got == pytest.approx(closed, rel=0.05)
+
+
+def test_kid_matches_the_unbiased_polynomial_kernel_mmd():
+    from lib.papers.gan_slimming.quality import fid_kid
+
+    real = _gaussian_images(60, [0.5] * 3, [0.1] * 3, 2)
+    fake = _gaussian_images(60, [0.6, 0.5, 0.4], [0.1] * 3, 3)
+    got = fid_kid(_Flat(), real, fake, subset_size=60, subsets=1)["kid"]
+    x = ((real.double() + 1) / 2).flatten(1)
+    y = ((fake.double() + 1) / 2).flatten(1)
+
+    def k(a, b):
+        return (a @ b.T / a.shape[1] + 1) ** 3
+
+    m = len(x)
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    mmd = ((kxx.sum() - kxx.diag().sum()) / (m * (m - 1))
+           + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) - 2 * kxy.mean())
+    assert got == pytest.approx(float(mmd), rel=1e-4, abs=1e-9)
+
+
+def test_the_feature_classifier_learns_cartoon_from_photo():
+    from lib.papers.gan_slimming.quality import train_classifier
+
+    c = cartoon_crops("train", 128, 32, 96, 0)
+    trained = train_classifier(c.photo, c.cartoon, 8, 3, 250, 0)
+    untrained = train_classifier(c.photo, c.cartoon, 8, 3, 0, 0)
+    assert trained["train_accuracy"] >= 0.75
+    assert trained["train_accuracy"] > untrained["train_accuracy"] + 0.2
+
+
+def test_the_trained_perceptual_network_is_the_one_gs_uses():
+    # the chapter's perceptual loss runs on the trained body, not the fixed random network
+    from lib.papers.gan_slimming.experiment import CONFIGS, perceptual_network
+    from lib.papers.gan_slimming.quality import conv_body
+
+    cfg = with_knobs(CONFIGS["smoke"], perceptual_steps=5)
+
+    class _Task:
+        train = cartoon_crops("train", 16, 32, 96, 0).photo
+        train_target = cartoon_crops("train", 16, 32, 96, 0).cartoon
+
+    import tempfile
+
+    from lib.core import ArtifactCache
+
+    with tempfile.TemporaryDirectory() as d:
+        net = perceptual_network(cfg, _Task, "cpu", ArtifactCache(d))
+    rnd = feature_network(cfg.feature_seed)
+    assert type(net) is type(conv_body(16, 3))
+    assert not torch.equal(net[0].weight, rnd[0].weight)
+    assert all(not p.requires_grad for p in net.parameters())
