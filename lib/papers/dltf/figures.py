@@ -134,9 +134,10 @@ def plot_planted(planted: dict[str, Any]):
     for ax, noise in zip(axes[0], noises, strict=True):
         r = frame[frame.noise == noise]
         for m in PLANTED_METHODS:
-            style = "k--" if m == PLANTED_METHODS[0] else "o-"
-            ax.plot(r.k, r[m], style, color=None if style == "k--" else method_color(m),
-                    label=m)
+            if m == PLANTED_METHODS[0]:
+                ax.plot(r.k, r[m], "k--", label=m)
+            else:
+                ax.plot(r.k, r[m], "o-", color=method_color(m), label=m)
         ax.set_title(f"noise std {noise:g}")
     iv = planted["intervals"]["DLTF - MBDL (scikit-learn)"]
     finding_axes(axes[0][0], title=f"Planted D*: DLTF - MBDL recovery {100 * iv.estimate:+.1f} "
