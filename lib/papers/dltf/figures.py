@@ -211,7 +211,7 @@ def summary_markdown(results: dict[str, Any], timing: dict[str, Any]) -> str:
     planted, seeded = results["planted"], results["seeded"]
     iv = planted["intervals"]
     pooled = {m: float(v.mean()) for m, v in planted["pooled"].items()}
-    verdicts = {row["claim"]: row["verdict"] for row in verdict_table(results["metrics"])}
+    verdicts = {row["id"]: row["verdict"] for row in verdict_table(results["metrics"])}
     psnr = {r["dictionary"]: r.get("test PSNR (dB)") for r in seeded["rows"]}
     acc = {r["dictionary"]: r["digits accuracy"] for r in seeded["rows"]}
     lo, hi = timing["ours_range"]
@@ -230,7 +230,6 @@ def summary_markdown(results: dict[str, Any], timing: dict[str, Any]) -> str:
         + ", ".join(f"{n} {a:.3f}" for n, a in acc.items()) + ".",
         f"- **Denoising** (mean test PSNR over seeds; noisy {seeded['noisy PSNR (dB)']:.2f} dB): "
         + ", ".join(f"{n} {p:.2f} dB" for n, p in psnr.items() if p is not None) + ".",
-        "- **Verdicts:** " + "; ".join(f"{v} ({c.split(':')[0][:60]}...)"
-                                        for c, v in verdicts.items()) + ".",
+        "- **Verdicts:** " + "; ".join(f"{c}: {v}" for c, v in verdicts.items()) + ".",
     ]
     return "\n".join(lines)
