@@ -490,3 +490,20 @@ def test_digits_lambda_is_chosen_without_the_test_labels(monkeypatch):
     assert other["DLTF"]["lambda"] == base["DLTF"]["lambda"]
     assert other["DLTF"]["validation"] == base["DLTF"]["validation"]
     assert base["DLTF"]["correct"].mean() > 0.8 > other["DLTF"]["correct"].mean()
+
+
+def test_planted_cells_round_trip_through_the_cache_without_rebuilding(tmp_path):
+    """The cache loads with torch.load(weights_only=True): a cell must store tensors, not
+    numpy arrays, or every warm run silently rebuilds it (a CacheWarning)."""
+    import warnings
+
+    from lib.core import ArtifactCache
+    from lib.papers.dltf import planted
+
+    cfg = _tiny_planted_cfg(planted_dltf_steps=10, planted_mbdl_steps=3, planted_frame_steps=3,
+                            planted_train=200, planted_test=40)
+    first = planted.planted_recovery(cfg, 0, ArtifactCache(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = planted.planted_recovery(cfg, 0, ArtifactCache(tmp_path))
+    assert again["intervals"] == first["intervals"]

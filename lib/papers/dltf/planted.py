@@ -189,7 +189,8 @@ def planted_cell(cfg, k: int, noise: float, seed: int, knobs: dict[str, float]) 
             method, inst["train"]["X"], cfg, k, knobs.get(method, float("nan")),
             derive_seed(seed, "fit", method))
         ok = planted_support_recovered(inst["D"], D, inst["eval"]["X"], inst["eval"]["Z"])
-        out[method] = {"recovered": ok.astype(np.float64),
+        # a tensor, not a numpy array: the cache loads with torch.load(weights_only=True)
+        out[method] = {"recovered": torch.from_numpy(ok.astype(np.float64)),
                        "atom_cos": float(match_atoms(inst["D"], D)["cos"].mean())}
     return out
 
@@ -217,8 +218,8 @@ def planted_recovery(cfg, seed: int = 0, cache: ArtifactCache | None = None) -> 
                                                             "noise": noise, "seed": seed}, build)
             cells[(k, noise)], tuning[(k, noise)] = res["runs"], res["tuning"]
             rows.append(_cell_row(k, noise, res["runs"], res["tuning"]))
-    pooled = {m: np.concatenate([np.stack([r[m]["recovered"] for r in cells[c]]) for c in cells],
-                                axis=1) for m in PLANTED_METHODS}
+    pooled = {m: np.concatenate([_stack(cells[c], m) for c in cells], axis=1)
+              for m in PLANTED_METHODS}
     return {"rows": rows, "cells": cells, "tuning": tuning, "pooled": pooled,
             "intervals": planted_intervals(pooled)}
 
@@ -233,8 +234,13 @@ def planted_intervals(recovered: dict[str, np.ndarray]) -> dict[str, Any]:
             if a in recovered and b in recovered}
 
 
+def _stack(runs: list[dict], method: str) -> np.ndarray:
+    """Per-signal recoveries of ``method`` on every seed of a cell: (seeds, signals)."""
+    return np.stack([np.asarray(r[method]["recovered"], dtype=np.float64) for r in runs])
+
+
 def _cell_row(k: int, noise: float, runs: list[dict], tuning: dict) -> dict[str, Any]:
-    rec = {m: np.stack([r[m]["recovered"] for r in runs]) for m in PLANTED_METHODS}
+    rec = {m: _stack(runs, m) for m in PLANTED_METHODS}
     row: dict[str, Any] = {"k": k, "noise": noise}
     for m in PLANTED_METHODS:
         row[m] = float(rec[m].mean())
