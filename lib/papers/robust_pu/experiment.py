@@ -576,9 +576,12 @@ def paired_auc(rows: list[dict[str, Any]], dataset: str, axis: str, value: float
     return paired_bootstrap(stack(method), stack(baseline))
 
 
-def hardest_value(cfg: RobustPUConfig, axis: str) -> float:
-    """The hardest point of an axis: most outliers, most noise, fewest unlabeled rows."""
-    values = axis_values(cfg, axis)
+def hardest_value(cfg: RobustPUConfig, axis: str,
+                  rows: list[dict[str, Any]] | None = None) -> float:
+    """The hardest point of an axis: most outliers, most noise, fewest unlabeled rows (of
+    the points ``rows`` hold, when given: a dry run runs the first values only)."""
+    values = ({r["value"] for r in rows if r["axis"] == axis} if rows
+              else set(axis_values(cfg, axis)))
     return float(min(values) if axis == "unlabeled_ratio" else max(values))
 
 
@@ -588,7 +591,7 @@ def paired_table(rows: list[dict[str, Any]], cfg: RobustPUConfig) -> list[dict[s
     out = []
     for dataset in cfg.datasets:
         for axis in ("outlier_fraction", "noise_features"):
-            value = hardest_value(cfg, axis)
+            value = hardest_value(cfg, axis, rows)
             for a, b in PAIRS:
                 if a in present and b in present:
                     iv = paired_auc(rows, dataset, axis, value, a, b)
@@ -616,7 +619,7 @@ def claim_metrics(rows: list[dict[str, Any]], cfg: RobustPUConfig) -> dict[str, 
         if a not in present or b not in present:
             continue
         for i, dataset in enumerate(cfg.datasets):
-            iv = paired_auc(rows, dataset, axis, hardest_value(cfg, axis), a, b)
+            iv = paired_auc(rows, dataset, axis, hardest_value(cfg, axis, rows), a, b)
             metrics |= iv.as_metrics(f"{prefix}_{dataset}")
             if i == 0:
                 metrics |= iv.as_metrics(prefix)
