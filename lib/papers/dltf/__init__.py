@@ -1,18 +1,26 @@
 """DLTF (Xu, Wang, Yang, Liu & Liu, 2019): dictionary learning for thresholded features with
 sparse support recovery. ``method.py`` is the algorithm (the thresholded feature, the
 (k,2)-norm, its exact prox, the coherence penalty and the DLTF loop), ``experiment.py`` the
-chapter's configs, baselines and experiments, ``task.py`` the data."""
+chapter's configs, baselines, experiments and claims, ``planted.py`` the recovery test
+against a planted dictionary, ``figures.py`` the chapter's tables and plots, ``task.py`` the
+data.
 
-from . import experiment, method, task
+Each name is listed once, in the imports below; ``__all__`` is derived from them (hence
+the file-wide F401 exemption: every import here is a re-export)."""
+# ruff: noqa: F401
+
+from . import experiment, figures, method, planted, task
 from .experiment import (
     CLAIMS,
     COLORS,
     CONFIGS,
     METHODS,
     DltfConfig,
+    claim_metrics,
     denoise_image,
     denoising_psnr,
     digits_accuracy,
+    digits_predictions,
     fitted_slope,
     learn_mbdl,
     learned_dictionaries,
@@ -22,8 +30,10 @@ from .experiment import (
     random_sparse_codes,
     relative_reconstruction_error,
     run,
+    seeded_comparisons,
     sklearn_thresholded_feature,
     support_recovery_curve,
+    verdict_table,
 )
 from .method import (
     dltf_loss,
@@ -41,6 +51,14 @@ from .method import (
     thresholded_feature,
     thresholding_recovers_support,
 )
+from .planted import (
+    PLANTED_METHODS,
+    learn_frame,
+    match_atoms,
+    planted_recovery,
+    planted_signals,
+    planted_support_recovered,
+)
 from .task import (
     TEST_IMAGE,
     TRAIN_IMAGES,
@@ -53,13 +71,4 @@ from .task import (
 #: One device: the dictionary loops are small and run on one CPU thread or one GPU.
 DATA_PARALLEL = False
 
-__all__ = ["CLAIMS", "COLORS", "CONFIGS", "DATA_PARALLEL", "METHODS", "TEST_IMAGE", "TRAIN_IMAGES",
-           "VALIDATION_IMAGE", "DltfConfig", "denoise_image", "denoising_psnr", "digits_accuracy",
-           "digits_data", "dltf_loss", "experiment", "fitted_slope", "k2_coherence", "k2_norm",
-           "k_support_norm", "learn_dltf", "learn_mbdl", "learned_dictionaries", "method",
-           "normalize_atoms", "patch_training_data", "prox_k2", "prox_k2_generic",
-           "prox_k2_single", "prox_objective", "prox_timing", "random_dictionary",
-           "random_sparse_codes", "reconstruction_gain", "recovery_interval",
-           "relative_reconstruction_error", "run", "single_threaded",
-           "sklearn_thresholded_feature", "soft_threshold", "support_recovery_curve", "task",
-           "thresholded_feature", "thresholding_recovers_support"]
+__all__ = sorted(name for name in dir() if not name.startswith("_"))
