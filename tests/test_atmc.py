@@ -321,3 +321,47 @@ def test_pixel_data_is_in_the_unit_box():
 def test_unknown_method_is_an_error():
     with pytest.raises(ValueError):
         CONFIGS.get("smoke", methods=("ap", "atmc-9x"))
+
+
+# ----------------------------------------------------------------------------- full-scale data
+def test_cifar100_and_svhn_read_their_on_disk_formats(tmp_path):
+    """The readers of the CIFAR-100 and SVHN setups on fixtures in the real formats: sizes,
+    shapes, CIFAR-100's 100 fine labels, SVHN's label 10 read as the digit 0, and the
+    chapter's in-memory [0, 1] tensors with the last n_dev training images as dev."""
+    from lib.vision.datasets import vision_dataset
+    from tests.fixtures.formats import write_cifar100, write_svhn
+
+    write_cifar100(tmp_path, n_train=8, n_test=4)
+    labels = write_svhn(tmp_path, n_train=10, n_test=4)
+    c100 = vision_dataset("cifar100", True, tmp_path, verify=False)
+    assert len(c100) == 8 and len(vision_dataset("cifar100", False, tmp_path, verify=False)) == 4
+    assert len(c100.classes) == 100 and c100[0][0].shape == (3, 32, 32)
+    svhn = vision_dataset("svhn", True, tmp_path, verify=False)
+    assert len(svhn) == 10 and svhn[0][0].shape == (3, 32, 32)
+    assert [int(svhn[i][1]) for i in range(10)] == [int(v) % 10 for v in labels["train"]]
+    with pytest.raises(FileNotFoundError):  # the fixture has no published md5
+        vision_dataset("svhn", True, tmp_path, verify=True)
+    data = task._vision_tensors("svhn", str(tmp_path), 2, False)
+    assert data["x_train"].shape == (8, 3, 32, 32) and data["x_dev"].shape == (2, 3, 32, 32)
+    assert 0.0 <= float(data["x_train"].min()) and float(data["x_train"].max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["cifar100", "svhn"])
+def test_missing_cifar100_or_svhn_names_the_fetch_command(tmp_path, name):
+    from lib.vision.datasets import vision_dataset
+
+    with pytest.raises(FileNotFoundError) as err:
+        vision_dataset(name, True, tmp_path / "root")
+    assert f"python data_scripts/fetch_vision.py {name} --root {tmp_path / 'root'}" in str(
+        err.value)
+
+
+def test_the_paper_setups_build_their_networks():
+    from lib.papers.atmc import setup_config
+
+    for setup, classes in (("cifar100-resnet34", 100), ("svhn-wrn16-4", 10)):
+        cfg = setup_config("full", setup)
+        data = {"x_train": torch.zeros(2, 3, 32, 32), "mean": torch.zeros(3),
+                "std": torch.ones(3)}
+        net = task.build_net(cfg, data)
+        assert net(torch.rand(2, 3, 32, 32)).shape == (2, classes)

@@ -71,9 +71,9 @@ ATTACKS = ("clean", "fgsm", "pgd")
 class ATMCConfig:
     """Knobs of the chapter (the official code's where it has them)."""
 
-    model: str                      # small_cnn | lenet5 | resnet20
+    model: str                      # small_cnn | lenet5 | resnet20 | resnet34 | wide_resnet
     model_kwargs: tuple             # ((name, value), ...)
-    dataset: str                    # synthetic_digits | mnist | cifar10
+    dataset: str                    # synthetic_digits | mnist | cifar10 | cifar100 | svhn
     image_size: int                 # synthetic digits only (small_cnn: a multiple of 4)
     n_train: int                    # synthetic digits only
     n_dev: int
@@ -99,7 +99,7 @@ class ATMCConfig:
     eps_curve: tuple[float, ...]    # radii of the accuracy-vs-eps curve (seed 0)
     n_curve: int                    # test items of the curve
     data_root: str                  # "" = lib.core.paths.data_dir()
-    verify_data: bool               # CIFAR-10 files checked against torchvision's md5s
+    verify_data: bool               # CIFAR / SVHN files checked against torchvision's md5s
     method_lr: tuple = ()           # ((method, lr), ...): tuned on dev (``tune``)
     tune_lrs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)  # the same grid for every method
     tune_steps: tuple[int, ...] = ()  # step budgets tried (shared by all methods)
@@ -146,6 +146,16 @@ SETUPS: dict[str, dict[str, Any]] = {
                              dense_steps=80000, dense_lr=0.1, eps=8 / 255, lr=0.01,
                              steps=40000, eps_curve=(0.0, 2 / 255, 4 / 255, 8 / 255,
                                                      12 / 255)),
+    # the paper's CIFAR-100 network (ResNet-34) and SVHN network (a WideResNet; WRN-16-4 is
+    # our reading: the paper does not give its depth and width); eps 8/255 on both
+    "cifar100-resnet34": dict(model="resnet34", model_kwargs=(("n_classes", 100),),
+                              dataset="cifar100", image_size=32, dense_steps=80000,
+                              dense_lr=0.1, eps=8 / 255, lr=0.01, steps=40000,
+                              eps_curve=(0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255)),
+    "svhn-wrn16-4": dict(model="wide_resnet", model_kwargs=(("depth", 16), ("widen", 4)),
+                         dataset="svhn", image_size=32, dense_steps=40000, dense_lr=0.01,
+                         eps=8 / 255, lr=0.01, steps=20000,
+                         eps_curve=(0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255)),
 }
 
 #: No tuning was run for the tutorial (time): every method shares lr, steps and the attack;
