@@ -365,3 +365,42 @@ def test_the_paper_setups_build_their_networks():
                 "std": torch.ones(3)}
         net = task.build_net(cfg, data)
         assert net(torch.rand(2, 3, 32, 32)).shape == (2, classes)
+
+
+# ----------------------------------------------------------------------------- tuning
+def test_best_settings_picks_each_methods_lr_and_one_shared_budget():
+    """The selection rule by hand: per method the lr of highest dev PGD (ties: clean), at
+    the shared budget whose mean best PGD over methods is highest."""
+    from lib.papers.atmc import best_settings
+
+    rows = [
+        {"method": "ap", "lr": 0.01, "steps": 80, "clean": 0.8, "pgd": 0.30},
+        {"method": "ap", "lr": 0.03, "steps": 80, "clean": 0.7, "pgd": 0.35},
+        {"method": "ap", "lr": 0.01, "steps": 160, "clean": 0.8, "pgd": 0.40},
+        {"method": "ap", "lr": 0.03, "steps": 160, "clean": 0.9, "pgd": 0.40},
+        {"method": "nap", "lr": 0.01, "steps": 80, "clean": 0.9, "pgd": 0.05},
+        {"method": "nap", "lr": 0.03, "steps": 80, "clean": 0.9, "pgd": 0.02},
+        {"method": "nap", "lr": 0.01, "steps": 160, "clean": 0.9, "pgd": 0.01},
+        {"method": "nap", "lr": 0.03, "steps": 160, "clean": 0.9, "pgd": 0.03},
+    ]
+    best = best_settings(rows)
+    # budget 80: mean(0.35, 0.05) = 0.20; budget 160: mean(0.40, 0.03) = 0.215
+    assert best["steps"] == 160
+    assert dict(best["method_lr"]) == {"ap": 0.03, "nap": 0.03}  # ap: tie on PGD, clean wins
+
+
+def test_tuning_runs_on_the_dev_split_not_the_test_split():
+    """tune evaluates on dev images: swapping the split for test changes its numbers."""
+    from lib.core import ArtifactCache, with_knobs
+    from lib.papers.atmc import compress, tune
+
+    cfg = with_knobs(CONFIGS["smoke"], methods=("ap",), tune_lrs=(0.01,), steps=2,
+                     tune_ratio=0.1, n_eval=60)
+    cache = ArtifactCache()
+    rows = tune(cfg, "cpu", cache)
+    assert [(r["method"], r["lr"], r["steps"]) for r in rows] == [("ap", 0.01, 2)]
+    dev = compress(cfg, "ap", 0.1, 0, torch.device("cpu"), cache, lr=0.01, steps=2,
+                   split="dev")
+    test = compress(cfg, "ap", 0.1, 0, torch.device("cpu"), cache, lr=0.01, steps=2)
+    assert rows[0]["clean"] == float(dev["correct"]["clean"].mean())
+    assert not torch.equal(dev["correct"]["clean"], test["correct"]["clean"])
