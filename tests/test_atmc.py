@@ -404,3 +404,31 @@ def test_tuning_runs_on_the_dev_split_not_the_test_split():
     test = compress(cfg, "ap", 0.1, 0, torch.device("cpu"), cache, lr=0.01, steps=2)
     assert rows[0]["clean"] == float(dev["correct"]["clean"].mean())
     assert not torch.equal(dev["correct"]["clean"], test["correct"]["clean"])
+
+
+def test_the_tutorial_uses_the_recorded_tuning():
+    """The tutorial's learning rates are what the selection rule picks from the recorded
+    grid, and the grid is the same for every method (equal effort)."""
+    from lib.papers.atmc import METHODS, TUNING, best_settings
+
+    cfg = CONFIGS["tutorial"]
+    best = best_settings(TUNING["grid"])
+    assert cfg.method_lr == best["method_lr"] and cfg.steps == best["steps"]
+    grids = {m: sorted((r["lr"], r["steps"]) for r in TUNING["grid"] if r["method"] == m)
+             for m in METHODS}
+    assert all(g == grids["ap"] for g in grids.values()) and len(grids["ap"]) >= 4
+
+
+def test_ap8_is_quantized_and_not_factorized():
+    """The ablation AP-8: the plain network's weights (no U, V, C) with at most 256 values
+    each, holding four times AP's nonzeros at one size ratio."""
+    from lib.core import ArtifactCache, with_knobs
+    from lib.papers.atmc import compress
+
+    cfg = with_knobs(CONFIGS["smoke"], steps=3, n_eval=20)
+    cache, cpu = ArtifactCache(), torch.device("cpu")
+    ap8 = compress(cfg, "ap-8", 0.1, 0, cpu, cache)
+    ap = compress(cfg, "ap", 0.1, 0, cpu, cache)
+    assert len(ap8["size"]["distinct"]) == len(ap["size"]["distinct"]) == 4  # 4 plain layers
+    assert max(ap8["size"]["distinct"]) <= 256 < max(ap["size"]["distinct"])
+    assert 0 <= ap8["budget"] - 4 * ap["budget"] < 4  # floor(0.4 n) vs 4 floor(0.1 n)

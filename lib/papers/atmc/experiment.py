@@ -138,7 +138,9 @@ CONFIGS = ScaleConfigs(
         dense_steps=20000, dense_lr=0.01, batch_size=128, steps=20000, lr=0.01, eps=0.3,
         train_pgd_steps=7, eval_pgd_steps=20, eval_restarts=2, admm_every=100,
         ratios=(0.1, 0.01, 0.003, 0.001), seeds=(0, 1, 2),
-        eps_curve=(0.0, 0.1, 0.2, 0.3, 0.4), n_curve=2000),
+        eps_curve=(0.0, 0.1, 0.2, 0.3, 0.4), n_curve=2000,
+        # not tuned at full scale yet: one lr for every method (run ``tune`` there first)
+        method_lr=(), tune_steps=(), tune_ratio=0.01),
 )
 
 #: The paper's full-scale setups (``setup_config("full", name)``).
