@@ -394,7 +394,7 @@ def test_tuning_runs_on_the_dev_split_not_the_test_split():
     from lib.core import ArtifactCache, with_knobs
     from lib.papers.atmc import compress, tune
 
-    cfg = with_knobs(CONFIGS["smoke"], methods=("ap",), tune_lrs=(0.01,), steps=2,
+    cfg = with_knobs(CONFIGS["smoke"], methods=("ap",), tune_lrs=(0.01,), steps=2, tune_steps=(),
                      tune_ratio=0.1, n_eval=60)
     cache = ArtifactCache()
     rows = tune(cfg, "cpu", cache)
