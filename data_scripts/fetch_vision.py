@@ -2,6 +2,8 @@
 
     python data_scripts/fetch_vision.py mnist     [--root DIR]
     python data_scripts/fetch_vision.py cifar10   [--root DIR]
+    python data_scripts/fetch_vision.py cifar100  [--root DIR]
+    python data_scripts/fetch_vision.py svhn      [--root DIR]
     python data_scripts/fetch_vision.py imagenet  [--root DIR]   # verifies a manual download
     python data_scripts/fetch_vision.py alexnet-pretrained [--root DIR]
     python data_scripts/fetch_vision.py squeezenet-pretrained [--root DIR]
@@ -10,7 +12,8 @@
 ``lib.core.paths.data_dir``), the folder every chapter reads at full scale. Downloads go
 through ``lib.core.download.fetch_file``: an interrupted one resumes when the command is run
 again, and each archive is checked against the MD5 that torchvision publishes for it
-(``torchvision.datasets.MNIST.resources``, ``CIFAR10.tgz_md5``) before it is unpacked; a
+(``torchvision.datasets.MNIST.resources``, ``CIFAR10.tgz_md5``, ``CIFAR100.tgz_md5``,
+``SVHN.split_list``) before it is unpacked; a
 mismatch leaves the file aside as ``.corrupt`` and fails.
 
 ImageNet (ILSVRC-2012) needs an account at image-net.org: put ``ILSVRC2012_img_train.tar``,
@@ -73,6 +76,32 @@ def fetch_cifar10(root: Path, url: str | None = None) -> None:
         print(f"CIFAR-10 {'train' if train else 'test'}: {len(ds)} images (md5 verified)")
 
 
+def fetch_cifar100(root: Path, url: str | None = None) -> None:
+    """``cifar-100-python.tar.gz`` (md5 checked), unpacked to ``root/cifar-100-python``."""
+    from torchvision.datasets import CIFAR100
+
+    archive = fetch_file(url or CIFAR100.url, root / CIFAR100.filename, md5=CIFAR100.tgz_md5)
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    for train in (True, False):
+        ds = CIFAR100(str(root), train=train, download=False)  # md5 of every file
+        print(f"CIFAR-100 {'train' if train else 'test'}: {len(ds)} images (md5 verified)")
+
+
+def fetch_svhn(root: Path, url: str | None = None) -> None:
+    """``train_32x32.mat`` and ``test_32x32.mat`` (md5 checked) into ``root/svhn``; ``url``:
+    a mirror folder holding both files."""
+    from torchvision.datasets import SVHN
+
+    for split in ("train", "test"):
+        src, filename, md5 = SVHN.split_list[split]
+        if url:
+            src = f"{url.rstrip('/')}/{filename}"
+        fetch_file(src, root / "svhn" / filename, md5=md5)
+        ds = SVHN(str(root / "svhn"), split=split, download=False)
+        print(f"SVHN {split}: {len(ds)} images (md5 verified)")
+
+
 def prepare_imagenet(root: Path) -> None:
     """Verify the three ILSVRC-2012 archives in ``root/imagenet`` and unpack them."""
     from torchvision.datasets import imagenet
@@ -121,7 +150,8 @@ def fetch_squeezenet(root: Path) -> None:
     print(f"SqueezeNet v1.0 weights (sha256 prefix checked) -> {out}")
 
 
-TARGETS = {"mnist": fetch_mnist, "cifar10": fetch_cifar10, "imagenet": prepare_imagenet,
+TARGETS = {"mnist": fetch_mnist, "cifar10": fetch_cifar10, "cifar100": fetch_cifar100,
+           "svhn": fetch_svhn, "imagenet": prepare_imagenet,
            "alexnet-pretrained": fetch_alexnet, "squeezenet-pretrained": fetch_squeezenet}
 
 
@@ -131,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None,
                         help="data folder (default: the book's data root, lib.core.paths.data_dir)")
     parser.add_argument("--mirror", default=None,
-                        help="mnist: a mirror holding the four .gz files; cifar10: the archive URL")
+                        help="mnist/svhn: a mirror folder holding the files; cifar10/100: the "
+                             "archive URL")
     args = parser.parse_args(argv)
     root = data_dir(args.root)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        if args.dataset in ("mnist", "cifar10"):
+        if args.dataset in ("mnist", "cifar10", "cifar100", "svhn"):
             TARGETS[args.dataset](root, args.mirror)
         else:
             TARGETS[args.dataset](root)

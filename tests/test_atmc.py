@@ -1,7 +1,10 @@
-"""ATMC: the attacks against closed forms and torchattacks, the compressed model's budget
+"""ATMC: the attacks against closed forms and brute force (vertex enumeration, grid
+search), the compressed model's budget
 and codebooks, and the adversarial training really training on attacked inputs."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -119,20 +122,89 @@ def test_attack_restores_the_mode_and_leaves_parameter_gradients():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_pgd_agrees_with_torchattacks():
-    """torchattacks' PGD (same eps, step, steps, random start) reaches the same accuracy
-    within 2 points on the same model (the random starts differ)."""
-    torchattacks = pytest.importorskip("torchattacks")
-    model, x, y = _trained_cnn()
-    cfg = PGDConfig(eps=0.1, steps=10, alpha=0.025)
-    ours = robust_correct(model, x, y, "pgd", cfg, seed=0).mean().item()
+def _vertices(x, eps, bounds=(0.0, 1.0)):
+    """Every vertex of ``{|x' - x|_inf <= eps} cap box`` of one flat input ``x`` (d values):
+    the 2^d sign patterns, clipped (the intersection of two boxes is a box)."""
+    d = x.numel()
+    signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=d)))
+    return (x.view(1, d) + eps * signs).clamp(*bounds)
+
+
+def _loss(model, x, y):
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y, reduction="none")
+
+
+def test_pgd_reaches_the_brute_force_optimum_of_a_convex_loss():
+    """Oracle without a library: a 4-class linear model on 3-pixel inputs. Its cross-entropy
+    is convex in ``x``, so the worst point of the eps-box (intersected with the pixel box)
+    is one of its 8 vertices: enumerate them. PGD with restarts must reach that maximum (to
+    1e-5) on every item and never exceed it (its point is feasible); FGSM never exceeds it
+    either, and a no-op attack (the clean input) falls well short. Items near the pixel
+    edges make the clip act. Fails if the attack ascends the wrong way, skips the
+    projection, or does not move."""
     torch.manual_seed(0)
-    ref = torchattacks.PGD(model, eps=0.1, alpha=0.025, steps=10, random_start=True)
-    x_ref = ref(x, y)
-    theirs = (model(x_ref).argmax(1) == y).float().mean().item()
-    assert abs(ours - theirs) <= 0.02, (ours, theirs)
-    fg = torchattacks.FGSM(model, eps=0.1)(x, y)
-    assert torch.allclose(fg, fgsm(model, x, y, 0.1), atol=1e-6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 4))
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(60, 1, 1, 3, generator=g)
+    x[:10, ..., 0] = 0.02  # the clip acts on one side
+    x[10:20, ..., 2] = 0.99
+    y = torch.randint(0, 4, (60,), generator=g)
+    eps = 0.15
+    best = torch.stack([_loss(model, _vertices(x[i].flatten(), eps).view(-1, 1, 1, 3),
+                              y[i].repeat(8)).max() for i in range(len(y))])
+    x_pgd = pgd(model, x, y, PGDConfig(eps=eps, steps=20, restarts=3), pgd_generator(0))
+    assert (x_pgd - x).abs().max() <= eps + 1e-6 and x_pgd.min() >= 0 and x_pgd.max() <= 1
+    got = _loss(model, x_pgd, y)
+    assert torch.all(got <= best + 1e-5)
+    assert torch.allclose(got, best, atol=1e-5), (got - best).abs().max()
+    assert torch.all(_loss(model, fgsm(model, x, y, eps), y) <= best + 1e-5)
+    assert float((best - _loss(model, x, y)).min()) > 1e-3  # the no-op is far from it
+
+
+def test_pgd_accuracy_matches_an_exhaustive_grid_search_on_a_nonlinear_model():
+    """Oracle without a library on a non-convex case: a small tanh network on 2-pixel
+    inputs, trained on a ring. For each item a 121 x 121 grid of the eps-box (clipped to
+    the pixel box) is searched exhaustively for the highest loss and for any misclassified
+    point. PGD's loss is at least the grid's best up to 0.01 on every item, and its
+    accuracy is the grid's within 2 points (the grid's accuracy bounds the true robust
+    accuracy from above; PGD's cannot go below the true one). A tanh network, not a ReLU
+    one: a saturated ReLU network has flat regions where the input gradient is exactly
+    zero, and there any gradient attack (ours, torchattacks') stays put while the grid
+    does not (tried: 6 of 80 items)."""
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(800, 2, generator=g)
+    lab = (((pts - 0.5) ** 2).sum(1) < 0.09).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32),
+                          nn.Tanh(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(400):
+        opt.zero_grad()
+        F.cross_entropy(model(pts), lab).backward()
+        opt.step()
+    x, y = pts[:60].view(-1, 1, 1, 2), lab[:60]
+    eps = 0.06
+    assert (model(x).argmax(1) == y).float().mean() > 0.9
+    t = torch.linspace(-eps, eps, 121)
+    grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).view(-1, 1, 1, 2)
+    grid_best, grid_robust = [], []
+    for i in range(len(y)):
+        cand = (x[i] + grid).clamp(0, 1)
+        with torch.no_grad():
+            logits = model(cand)
+        yi = y[i].repeat(len(cand))
+        grid_best.append(F.cross_entropy(logits, yi, reduction="none").max())
+        grid_robust.append(bool((logits.argmax(1) == yi).all()))
+    grid_best = torch.stack(grid_best)
+    cfg = PGDConfig(eps=eps, steps=40, restarts=4)
+    got = _loss(model, pgd(model, x, y, cfg, pgd_generator(0)), y)
+    assert float((got - grid_best).min()) >= -0.01, float((got - grid_best).min())
+    pgd_acc = robust_correct(model, x, y, "pgd", cfg, seed=0).mean().item()
+    grid_acc = sum(grid_robust) / len(grid_robust)
+    clean_acc = robust_correct(model, x, y, "clean", cfg).mean().item()
+    assert grid_acc < clean_acc - 0.05  # the radius matters on this ring
+    assert abs(pgd_acc - grid_acc) <= 0.02, (pgd_acc, grid_acc)
 
 
 # ----------------------------------------------------------------------------- ATMC
@@ -249,3 +321,114 @@ def test_pixel_data_is_in_the_unit_box():
 def test_unknown_method_is_an_error():
     with pytest.raises(ValueError):
         CONFIGS.get("smoke", methods=("ap", "atmc-9x"))
+
+
+# ----------------------------------------------------------------------------- full-scale data
+def test_cifar100_and_svhn_read_their_on_disk_formats(tmp_path):
+    """The readers of the CIFAR-100 and SVHN setups on fixtures in the real formats: sizes,
+    shapes, CIFAR-100's 100 fine labels, SVHN's label 10 read as the digit 0, and the
+    chapter's in-memory [0, 1] tensors with the last n_dev training images as dev."""
+    from lib.vision.datasets import vision_dataset
+    from tests.fixtures.formats import write_cifar100, write_svhn
+
+    write_cifar100(tmp_path, n_train=8, n_test=4)
+    labels = write_svhn(tmp_path, n_train=10, n_test=4)
+    c100 = vision_dataset("cifar100", True, tmp_path, verify=False)
+    assert len(c100) == 8 and len(vision_dataset("cifar100", False, tmp_path, verify=False)) == 4
+    assert len(c100.classes) == 100 and c100[0][0].shape == (3, 32, 32)
+    svhn = vision_dataset("svhn", True, tmp_path, verify=False)
+    assert len(svhn) == 10 and svhn[0][0].shape == (3, 32, 32)
+    assert [int(svhn[i][1]) for i in range(10)] == [int(v) % 10 for v in labels["train"]]
+    with pytest.raises(FileNotFoundError):  # the fixture has no published md5
+        vision_dataset("svhn", True, tmp_path, verify=True)
+    data = task._vision_tensors("svhn", str(tmp_path), 2, False)
+    assert data["x_train"].shape == (8, 3, 32, 32) and data["x_dev"].shape == (2, 3, 32, 32)
+    assert 0.0 <= float(data["x_train"].min()) and float(data["x_train"].max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["cifar100", "svhn"])
+def test_missing_cifar100_or_svhn_names_the_fetch_command(tmp_path, name):
+    from lib.vision.datasets import vision_dataset
+
+    with pytest.raises(FileNotFoundError) as err:
+        vision_dataset(name, True, tmp_path / "root")
+    assert f"python data_scripts/fetch_vision.py {name} --root {tmp_path / 'root'}" in str(
+        err.value)
+
+
+def test_the_paper_setups_build_their_networks():
+    from lib.papers.atmc import setup_config
+
+    for setup, classes in (("cifar100-resnet34", 100), ("svhn-wrn16-4", 10)):
+        cfg = setup_config("full", setup)
+        data = {"x_train": torch.zeros(2, 3, 32, 32), "mean": torch.zeros(3),
+                "std": torch.ones(3)}
+        net = task.build_net(cfg, data)
+        assert net(torch.rand(2, 3, 32, 32)).shape == (2, classes)
+
+
+# ----------------------------------------------------------------------------- tuning
+def test_best_settings_picks_each_methods_lr_and_one_shared_budget():
+    """The selection rule by hand: per method the lr of highest dev PGD (ties: clean), at
+    the shared budget whose mean best PGD over methods is highest."""
+    from lib.papers.atmc import best_settings
+
+    rows = [
+        {"method": "ap", "lr": 0.01, "steps": 80, "clean": 0.8, "pgd": 0.30},
+        {"method": "ap", "lr": 0.03, "steps": 80, "clean": 0.7, "pgd": 0.35},
+        {"method": "ap", "lr": 0.01, "steps": 160, "clean": 0.8, "pgd": 0.40},
+        {"method": "ap", "lr": 0.03, "steps": 160, "clean": 0.9, "pgd": 0.40},
+        {"method": "nap", "lr": 0.01, "steps": 80, "clean": 0.9, "pgd": 0.05},
+        {"method": "nap", "lr": 0.03, "steps": 80, "clean": 0.9, "pgd": 0.02},
+        {"method": "nap", "lr": 0.01, "steps": 160, "clean": 0.9, "pgd": 0.01},
+        {"method": "nap", "lr": 0.03, "steps": 160, "clean": 0.9, "pgd": 0.03},
+    ]
+    best = best_settings(rows)
+    # budget 80: mean(0.35, 0.05) = 0.20; budget 160: mean(0.40, 0.03) = 0.215
+    assert best["steps"] == 160
+    assert dict(best["method_lr"]) == {"ap": 0.03, "nap": 0.03}  # ap: tie on PGD, clean wins
+
+
+def test_tuning_runs_on_the_dev_split_not_the_test_split():
+    """tune evaluates on dev images: swapping the split for test changes its numbers."""
+    from lib.core import ArtifactCache, with_knobs
+    from lib.papers.atmc import compress, tune
+
+    cfg = with_knobs(CONFIGS["smoke"], methods=("ap",), tune_lrs=(0.01,), steps=2, tune_steps=(),
+                     tune_ratio=0.1, n_eval=60)
+    cache = ArtifactCache()
+    rows = tune(cfg, "cpu", cache)
+    assert [(r["method"], r["lr"], r["steps"]) for r in rows] == [("ap", 0.01, 2)]
+    dev = compress(cfg, "ap", 0.1, 0, torch.device("cpu"), cache, lr=0.01, steps=2,
+                   split="dev")
+    test = compress(cfg, "ap", 0.1, 0, torch.device("cpu"), cache, lr=0.01, steps=2)
+    assert rows[0]["clean"] == float(dev["correct"]["clean"].mean())
+    assert not torch.equal(dev["correct"]["clean"], test["correct"]["clean"])
+
+
+def test_the_tutorial_uses_the_recorded_tuning():
+    """The tutorial's learning rates are what the selection rule picks from the recorded
+    grid, and the grid is the same for every method (equal effort)."""
+    from lib.papers.atmc import METHODS, TUNING, best_settings
+
+    cfg = CONFIGS["tutorial"]
+    best = best_settings(TUNING["grid"])
+    assert cfg.method_lr == best["method_lr"] and cfg.steps == best["steps"]
+    grids = {m: sorted((r["lr"], r["steps"]) for r in TUNING["grid"] if r["method"] == m)
+             for m in METHODS}
+    assert all(g == grids["ap"] for g in grids.values()) and len(grids["ap"]) >= 4
+
+
+def test_ap8_is_quantized_and_not_factorized():
+    """The ablation AP-8: the plain network's weights (no U, V, C) with at most 256 values
+    each, holding four times AP's nonzeros at one size ratio."""
+    from lib.core import ArtifactCache, with_knobs
+    from lib.papers.atmc import compress
+
+    cfg = with_knobs(CONFIGS["smoke"], steps=3, n_eval=20)
+    cache, cpu = ArtifactCache(), torch.device("cpu")
+    ap8 = compress(cfg, "ap-8", 0.1, 0, cpu, cache)
+    ap = compress(cfg, "ap", 0.1, 0, cpu, cache)
+    assert len(ap8["size"]["distinct"]) == len(ap["size"]["distinct"]) == 4  # 4 plain layers
+    assert max(ap8["size"]["distinct"]) <= 256 < max(ap["size"]["distinct"])
+    assert 0 <= ap8["budget"] - 4 * ap["budget"] < 4  # floor(0.4 n) vs 4 floor(0.1 n)

@@ -17,9 +17,11 @@ start is in fact the clean image; ours is tested to move. The model is put in ev
 for the attack and restored to its previous mode afterwards; its parameters' gradients are
 left untouched.
 
-``torchattacks`` (Kim, 2020) implements the same attacks; it is the oracle of the tests
-where installed, but is not a dependency of the library (its package pins an old
-``requests``).
+``torchattacks`` (Kim, 2020) implements the same attacks but is not a dependency (its
+package pins an old ``requests``, which would downgrade the environment); the tests' oracle
+is brute force instead: the enumerated vertices of the eps-box where the loss is convex in
+the input (a linear model), and an exhaustive grid of the eps-box on two-pixel inputs to a
+non-linear network.
 """
 
 from __future__ import annotations

@@ -7,14 +7,19 @@ MNIST      ``MNIST/raw/{train,t10k}-{images-idx3,labels-   ``python data_scripts
            idx1}-ubyte`` (torchvision's layout)            fetch_vision.py mnist``
 CIFAR-10   ``cifar-10-batches-py/{data_batch_1..5,         ``python data_scripts/
            test_batch,batches.meta}`` (pickles)            fetch_vision.py cifar10``
+CIFAR-100  ``cifar-100-python/{train,test,meta}``          ``python data_scripts/
+           (pickles, ``fine_labels``: 100 classes)         fetch_vision.py cifar100``
+SVHN       ``svhn/{train,test}_32x32.mat`` (MATLAB files,  ``python data_scripts/
+           ``X`` 32x32x3xN, ``y`` in 1..10, 10 = digit 0)  fetch_vision.py svhn``
 ImageNet   ``imagenet/{train,val}/<wnid>/*.JPEG``          ``python data_scripts/
            (ILSVRC-2012, one folder per class)             fetch_vision.py imagenet``
 =========  =============================================  ===============================
 
-A missing data set raises ``FileNotFoundError`` naming the command that fetches it. CIFAR-10
-files are checked against torchvision's md5 sums unless ``verify=False`` (the tests read
+A missing data set raises ``FileNotFoundError`` naming the command that fetches it. CIFAR
+and SVHN files are checked against torchvision's md5 sums unless ``verify=False`` (the tests read
 tiny fixtures written in the same format). Transforms follow the official code of Yang et
-al. (2020): MNIST normalised; CIFAR-10 random crop 32 (padding 4) and flip; ImageNet
+al. (2020): MNIST normalised; CIFAR-10/100 random crop 32 (padding 4) and flip; SVHN
+normalised, no flip (digits); ImageNet
 random-resized crop 224 and flip for training, resize 256 and centre crop 224 for testing.
 """
 
@@ -26,9 +31,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-DATASETS = ("mnist", "cifar10", "imagenet")
+DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagenet")
 MNIST_MEAN_STD = ((0.1307,), (0.3081,))
 CIFAR10_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+CIFAR100_MEAN_STD = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+SVHN_MEAN_STD = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -46,12 +53,15 @@ def _missing(name: str, root: Path, what: str) -> FileNotFoundError:
         f"python data_scripts/fetch_vision.py {name} --root {root}")
 
 
-def _cifar10_class():
+def _cifar10_class(base=None):
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import check_integrity
 
-    class CIFAR10Files(CIFAR10):
-        """torchvision's CIFAR-10 reader; ``verify=False`` checks presence, not md5."""
+    base = base or CIFAR10
+
+    class CIFAR10Files(base):
+        """torchvision's CIFAR-10 (or ``base``: CIFAR-100) reader; ``verify=False`` checks
+        presence, not md5."""
 
         def __init__(self, *args, verify: bool = True, **kwargs):
             self._verify = verify
@@ -77,14 +87,35 @@ def _cifar10_class():
     return CIFAR10Files
 
 
+def _svhn_class():
+    from torchvision.datasets import SVHN
+    from torchvision.datasets.utils import check_integrity
+
+    class SVHNFiles(SVHN):
+        """torchvision's SVHN reader; ``verify=False`` checks presence, not md5."""
+
+        def __init__(self, *args, verify: bool = True, **kwargs):
+            self._verify = verify
+            super().__init__(*args, **kwargs)
+
+        def _check_integrity(self) -> bool:
+            return check_integrity(os.path.join(self.root, self.filename),
+                                   self.split_list[self.split][2] if self._verify else None)
+
+    return SVHNFiles
+
+
 def _transform(name: str, train: bool):
     from torchvision import transforms as T
 
     if name == "mnist":
         return T.Compose([T.ToTensor(), T.Normalize(*MNIST_MEAN_STD)])
-    if name == "cifar10":
+    if name in ("cifar10", "cifar100"):
         aug = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
-        return T.Compose([*aug, T.ToTensor(), T.Normalize(*CIFAR10_MEAN_STD)])
+        stats = CIFAR10_MEAN_STD if name == "cifar10" else CIFAR100_MEAN_STD
+        return T.Compose([*aug, T.ToTensor(), T.Normalize(*stats)])
+    if name == "svhn":
+        return T.Compose([T.ToTensor(), T.Normalize(*SVHN_MEAN_STD)])
     if train:
         return T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
                           T.Normalize(*IMAGENET_MEAN_STD)])
@@ -94,7 +125,7 @@ def _transform(name: str, train: bool):
 
 def vision_dataset(name: str, train: bool, root: str | Path | None = None, *,
                    verify: bool = True, transform=None) -> Dataset:
-    """The training or test split of ``name`` (``mnist``, ``cifar10`` or ``imagenet``)."""
+    """The training or test split of ``name`` (``DATASETS``)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
     root = data_root(root)
@@ -114,6 +145,24 @@ def vision_dataset(name: str, train: bool, root: str | Path | None = None, *,
         try:
             return _cifar10_class()(str(root), train=train, transform=transform,
                                     download=False, verify=verify)
+        except RuntimeError as err:
+            raise _missing(name, root, str(err)) from None
+    if name == "cifar100":
+        from torchvision.datasets import CIFAR100
+
+        if not (root / "cifar-100-python").is_dir():
+            raise _missing(name, root, "no cifar-100-python folder")
+        try:
+            return _cifar10_class(CIFAR100)(str(root), train=train, transform=transform,
+                                            download=False, verify=verify)
+        except RuntimeError as err:
+            raise _missing(name, root, str(err)) from None
+    if name == "svhn":
+        if not (root / "svhn").is_dir():
+            raise _missing(name, root, "no svhn folder")
+        try:
+            return _svhn_class()(str(root / "svhn"), split="train" if train else "test",
+                                 transform=transform, download=False, verify=verify)
         except RuntimeError as err:
             raise _missing(name, root, str(err)) from None
     from torchvision.datasets import ImageFolder

@@ -143,6 +143,49 @@ def resnet50_cifar(n_classes: int = 10) -> CifarResNet:
     return CifarResNet(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), n_classes)
 
 
+def resnet34_cifar(n_classes: int = 10) -> CifarResNet:
+    """ResNet-34 for 32x32 inputs (basic blocks 3-4-6-3, 21.3 M weights), ATMC's CIFAR
+    network."""
+    return CifarResNet(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512), n_classes)
+
+
+class WideBasic(nn.Module):
+    """Pre-activation wide block (Zagoruyko & Komodakis, 2016): BN-ReLU-conv3x3 twice, a
+    1x1 convolution on the shortcut when the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+                         if stride != 1 or in_planes != planes else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
+        return out + skip
+
+
+def wide_resnet(depth: int = 16, widen: int = 4, n_classes: int = 10) -> nn.Sequential:
+    """WRN-``depth``-``widen`` for 32x32 inputs ((depth - 4) / 6 blocks a stage, widths 16k,
+    32k, 64k); WRN-16-4 (2.7 M weights) is the usual SVHN network."""
+    if (depth - 4) % 6:
+        raise ValueError(f"depth must be 6n + 4, got {depth}")
+    n = (depth - 4) // 6
+    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False)]
+    planes = 16
+    for i, w in enumerate((16 * widen, 32 * widen, 64 * widen)):
+        for j in range(n):
+            layers.append(WideBasic(planes, w, 2 if i and not j else 1))
+            planes = w
+    layers += [nn.BatchNorm2d(planes), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(planes, n_classes)]
+    return nn.Sequential(*layers)
+
+
 def alexnet(n_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
     """torchvision's AlexNet (61 M weights), randomly initialised."""
     from torchvision.models import alexnet as tv_alexnet
@@ -151,7 +194,7 @@ def alexnet(n_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
 
 
 MODELS = {"small_cnn": small_cnn, "lenet5": lenet5, "lenet5_like": lenet5_like,
-          "resnet20": resnet20,
+          "resnet20": resnet20, "resnet34": resnet34_cifar, "wide_resnet": wide_resnet,
           "resnet50": resnet50_cifar, "alexnet": alexnet}
 
 

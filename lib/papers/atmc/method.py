@@ -50,6 +50,10 @@ from lib.quant.kmeans import kmeans_quantize
 from lib.sparse.projections import global_topk_projection
 from lib.vision.attacks import PGDConfig, adversarial_loss, pgd_generator
 
+#: What the chapter imports (re-exported by the package's ``__init__``).
+__all__ = ["ATMCKnobs", "FactorizedLayer", "budget_for", "compress_adversarially",
+           "compressed_tensors", "dense_size", "factorize", "size_report"]
+
 
 # ------------------------------------------------------------------ the factorized layer
 class FactorizedLayer(nn.Module):
