@@ -11,7 +11,8 @@ its dry run cannot finish in the CI's time on a 2-core CPU (e.g. a 77 M-paramete
 through five data-parallel launches): ``make test`` then skips it with that reason, and
 ``make test-full`` (``BOOK_TEST_FULL=1``) runs it. ``make test`` dry-runs one setup of each
 chapter, its ``CI_SETUP`` (``"default"`` unless the fixture names another, e.g. when the
-default setup is heavy); ``make test-full`` every setup.
+default setup is heavy); ``make test-full`` every setup. A fixture may raise the per-cell
+timeout (``CELL_TIMEOUT``, 1200 s) and the whole run's (``TIMEOUT``, 1800 s) for a heavy setup.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_full_configuration_runs_end_to_end_on_fixtures(chapter, setup, data_roo
                         "test suite dry-runs one setup of each chapter: its CI_SETUP)")
     cmd = [sys.executable, "-m", "lib.reproduce", chapter, "--scale", "full",
            "--max-steps", str(getattr(spec, "MAX_STEPS", 2)), "--out", str(tmp_path),
-           "--cell-timeout", "1200"]
+           "--cell-timeout", str(getattr(spec, "CELL_TIMEOUT", 1200))]
     if getattr(spec, "GPUS", None):
         cmd += ["--gpus", str(spec.GPUS)]
     params = dict(getattr(spec, "PARAMS", {}))
@@ -103,7 +104,7 @@ def test_full_configuration_runs_end_to_end_on_fixtures(chapter, setup, data_roo
            "BOOK_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("OMP_NUM_THREADS", None)  # full scale uses the machine's threads
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=1800)
+                          timeout=getattr(spec, "TIMEOUT", 1800))
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-5000:]}"
     suffix = "" if setup == "default" else f"-{setup}"
     record = json.loads((tmp_path / f"{chapter}-full{suffix}.json").read_text())
