@@ -152,7 +152,9 @@ def test_tables_cover_every_method(tiny_runs):
     out["n_weights"] = h2h.experiment.n_weights(lenet5_like())
     rows = h2h.summary_rows(out)
     assert {r["method"] for r in rows} == {"dense", *h2h.METHODS}
-    speed = h2h.speed_table(rows)
+    from lib.papers.head_to_head import figures
+
+    speed = figures.speed_rows(out, rows)
     assert all(not s["buys_speed"] for s in speed)  # equal fake latencies: no speed-up
     assert all(itertools.starmap(lambda a, b: a <= b, [(r["acc_vs_dense_low"],
                                                          r["acc_vs_dense_high"]) for r in rows]))

@@ -16,7 +16,6 @@ from .experiment import (
     pareto_front,
     run,
     runs_of,
-    speed_table,
     summary_rows,
 )
 
@@ -34,5 +33,5 @@ NONDETERMINISTIC_METRICS = (r"_ms$", r"_iqr_ms$", r"speedup", r"buys_speed")
 
 __all__ = ["CLAIMS", "CONFIGS", "DATA_PARALLEL", "FORMS", "METHODS", "MISSING",
            "NONDETERMINISTIC_METRICS", "HeadToHeadConfig", "compress", "deploy", "experiment",
-           "meets_budget", "metrics_of", "pareto_front", "run", "runs_of", "speed_table",
+           "meets_budget", "metrics_of", "pareto_front", "run", "runs_of",
            "summary_rows"]

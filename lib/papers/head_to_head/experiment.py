@@ -447,32 +447,6 @@ def meets_budget(run: dict[str, Any], n: int) -> bool:
     return run["paper_bits"] <= math.floor(32 * n / run["ratio"])
 
 
-def speed_table(rows: list[dict[str, Any]], threshold: float = 1.1
-                ) -> list[dict[str, Any]]:
-    """Which compression buys CPU speed, each runtime against itself: the method's fastest
-    PyTorch float32 form against the dense model in PyTorch, its ONNX Runtime float32 and
-    int8 forms against the dense model's; "buys speed" when a speed-up exceeds
-    ``threshold``, else it buys only storage (the saving in bytes on disk)."""
-    dense = next(r for r in rows if r["method"] == "dense")
-    out = []
-    for r in rows:
-        if r["method"] == "dense":
-            continue
-        torch_forms = {f: r[f"{f}_ms"] for f in FORMS[r["method"]] if f in TORCH_FORMS}
-        best = min(torch_forms, key=torch_forms.get)
-        row = {"method": r["method"], "ratio": r["ratio"],
-               "storage_saving": dense["file_bytes"] / r["file_bytes"],
-               "fastest_torch_form": best,
-               "torch_speedup": dense["dense_ms"] / torch_forms[best],
-               "onnx_speedup": dense["onnx_ms"] / r["onnx_ms"],
-               "int8_speedup": dense["onnx_ms"] / r["int8_ms"]}
-        if "csr" in torch_forms:
-            row["csr_vs_dense_form"] = r["dense_ms"] / r["csr_ms"]
-        row["buys_speed"] = max(row["torch_speedup"], row["onnx_speedup"]) > threshold
-        out.append(row)
-    return out
-
-
 def metrics_of(out: dict[str, Any]) -> dict[str, float]:
     """Flat metrics for the record: per method and ratio."""
     m: dict[str, float] = {"dense_accuracy": out["dense_accuracy"]}
