@@ -44,11 +44,11 @@ def test_imagenet_loader_reads_class_folders_of_jpegs(tmp_path):
 
 
 def test_missing_data_names_the_fetch_command(tmp_path):
-    for name in ("mnist", "cifar10", "imagenet"):
+    for name in ("mnist", "cifar10", "cifar100", "svhn", "imagenet"):
         with pytest.raises(FileNotFoundError, match=f"fetch_vision.py {name}"):
             vision_dataset(name, True, tmp_path)
     with pytest.raises(ValueError, match="valid"):
-        vision_dataset("svhn", True, tmp_path)
+        vision_dataset("stl10", True, tmp_path)
     with pytest.raises(ValueError, match="valid models"):
         build_model("vgg")
 
