@@ -354,7 +354,8 @@ def _result(cfg: GSConfig, method: str, seed: int, slim: ResnetGenerator, task: 
             "state_dict": {k: v.detach().cpu() for k, v in slim.state_dict().items()},
             "macs": macs, "dense_macs": dense_macs,
             "ratio": compression_ratio(dense_macs, macs, cfg.bits),
-            "distance": distance(out, outputs(teacher, task.test, dev)),
+            # a tensor, not numpy: the cache loads weights-only
+            "distance": torch.from_numpy(distance(out, outputs(teacher, task.test, dev))),
             "curve": curve, "seconds": seconds}
 
 
@@ -535,11 +536,12 @@ def comparison(cfg: GSConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
         ratios = [r["ratio"] for r in rs]
         rows.append({"method": m, "target_ratio": target, "ratio": float(np.mean(ratios)),
                      "ratio_min": float(np.min(ratios)), "ratio_max": float(np.max(ratios)),
-                     "distance": float(np.mean([r["distance"].mean() for r in rs])),
+                     "distance": float(np.mean([float(r["distance"].mean()) for r in rs])),
                      "seeds": len(rs)})
 
     def matrix(key) -> np.ndarray:
-        return np.stack([r["distance"] for r in sorted(by[key], key=lambda r: r["seed"])])
+        return np.stack([np.asarray(r["distance"])
+                         for r in sorted(by[key], key=lambda r: r["seed"])])
 
     intervals, gaps = {}, {}
     for (m, target) in by:
