@@ -217,3 +217,31 @@ def test_module_version_follows_the_file_on_disk(tmp_path, monkeypatch):
     before = code_version(mod)
     (tmp_path / "probe_mod.py").write_text("def f():\n    return 2\n")
     assert code_version(mod) != before, "an edited module must change the key"
+
+
+def test_an_artifact_that_would_not_load_back_is_refused_when_built(tmp_path):
+    """A numpy array or a dataclass is saved fine but fails torch.load(weights_only=True):
+    stored, the artifact would be rebuilt on every later run. The cache refuses it at once,
+    naming the place, and writes nothing."""
+    import dataclasses
+
+    import numpy as np
+
+    from lib.core.cache import unloadable_part
+
+    @dataclasses.dataclass
+    class Widths:
+        stem: int = 8
+
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(TypeError, match=r"artifact\['runs'\]\[1\]\['scores'\]: numpy.ndarray"):
+        cache.get_or_create("bad", {"n": 1}, lambda: {"runs": [{}, {"scores": np.zeros(3)}]})
+    assert not list(tmp_path.glob("bad-*.pt"))
+    assert "Widths" in unloadable_part({"w": Widths()})
+    assert "numpy.float64" in unloadable_part({"score": np.float64(0.5)})  # a float subclass
+    good = {"state": {"w": torch.ones(2)}, "rows": [1, 2.5, "x", None, (torch.float32,)],
+            "score": float(np.float64(0.5))}
+    assert unloadable_part(good) is None
+    cache.get_or_create("good", {"n": 1}, lambda: good)
+    again = cache.get_or_create("good", {"n": 1}, lambda: pytest.fail("rebuilt"))
+    assert torch.equal(again["state"]["w"], torch.ones(2))

@@ -29,6 +29,69 @@ from .checkpoint import atomic_torch_save, atomic_write_bytes, safe_torch_load
 from .codegraph import CodeRoot, code_version, modules_behind
 from .limits import step_limit
 
+_PLAIN = (str, int, float, bool, complex, type(None))
+
+
+def _leaf_loads(value: Any) -> bool:
+    """Whether ``torch.load(..., weights_only=True)`` reads ``value`` back (tried once per
+    type, in memory)."""
+    import io
+
+    import torch
+
+    kind = type(value)
+    if kind not in _LOADABLE:
+        buffer = io.BytesIO()
+        try:
+            torch.save(value, buffer)
+            buffer.seek(0)
+            torch.load(buffer, weights_only=True)
+            _LOADABLE[kind] = True
+        except Exception:  # noqa: BLE001 - any failure means weights_only cannot read it
+            _LOADABLE[kind] = False
+    return _LOADABLE[kind]
+
+
+_LOADABLE: dict[type, bool] = {}
+
+
+def unloadable_part(obj: Any, where: str = "artifact") -> str | None:
+    """The first place in ``obj`` that ``torch.load(weights_only=True)`` cannot read back
+    (``"artifact['scores'][0]: numpy.ndarray"``), or ``None`` when all of it loads.
+
+    Stored anyway, such an artifact would fail to load on every later run and be rebuilt
+    each time: the cache refuses it when it is built instead."""
+    import torch
+
+    # exact types: numpy.float64 is a float subclass and does not load weights-only
+    if isinstance(obj, (torch.Tensor, torch.dtype, torch.Size, torch.device)) or \
+            type(obj) in _PLAIN:
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if type(k) not in _PLAIN:
+                return f"{where}: key {k!r} of type {type(k).__module__}.{type(k).__name__}"
+            found = unloadable_part(v, f"{where}[{k!r}]")
+            if found:
+                return found
+        if type(obj) is dict:
+            return None
+        try:
+            empty = type(obj)()
+        except TypeError:
+            empty = None
+        return None if empty is not None and _leaf_loads(empty) else \
+            f"{where}: {type(obj).__module__}.{type(obj).__name__}"
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        for i, v in enumerate(obj):
+            found = unloadable_part(v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if _leaf_loads(obj):
+        return None
+    return f"{where}: {type(obj).__module__}.{type(obj).__name__}"
+
 
 class CacheWarning(UserWarning):
     """A cached artifact was unreadable (corrupt, truncated, no digest) and is rebuilt."""
@@ -117,6 +180,13 @@ class ArtifactCache:
                                   CacheWarning, stacklevel=2)
                     path.unlink(missing_ok=True)
             artifact = build()
+            bad = unloadable_part(artifact)
+            if bad:
+                raise TypeError(
+                    f"artifact {name!r} cannot be cached: {bad} would not load back with "
+                    "torch.load(weights_only=True), so every later run would rebuild it. Store "
+                    "tensors, numbers, strings, lists and dicts (torch.as_tensor for a numpy "
+                    "array, dataclasses.asdict for a dataclass)")
             digest = atomic_torch_save(artifact, path)
             atomic_write_bytes(path.with_suffix(".pt.sha256"), digest.encode())
             meta = {"name": name, "key": key, "config": _canonical(config),
