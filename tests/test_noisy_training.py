@@ -332,6 +332,12 @@ def test_held_out_noise_snr_is_measured_over_speech_not_silence():
     for kind in ("white", "pink"):
         noisy = add_noise_at_speech_snr(signal, region, 5.0, kind, np.random.default_rng(1))
         assert measured_snr_db(signal, noisy, region) == pytest.approx(5.0, abs=1e-6)
+        # the closed form: the same unit-power draw scaled by sqrt(P_speech / 10^(5/10))
+        from lib.asr.corpus import make_noise
+        unit = make_noise(signal.size, kind, np.random.default_rng(1))
+        p_speech = np.mean(speech**2)
+        np.testing.assert_allclose(noisy - signal, unit * np.sqrt(p_speech / 10 ** 0.5),
+                                   rtol=1e-12, atol=1e-15)
         # over the whole file (torchaudio's add_noise convention) it would read 4.77 dB lower
         whole = 10 * np.log10(np.mean(signal**2) / np.mean((noisy - signal) ** 2))
         assert whole == pytest.approx(5.0 + 10 * np.log10(1 / 3), abs=1e-6)
