@@ -332,6 +332,12 @@ def test_held_out_noise_snr_is_measured_over_speech_not_silence():
     for kind in ("white", "pink"):
         noisy = add_noise_at_speech_snr(signal, region, 5.0, kind, np.random.default_rng(1))
         assert measured_snr_db(signal, noisy, region) == pytest.approx(5.0, abs=1e-6)
+        # the closed form: the same unit-power draw scaled by sqrt(P_speech / 10^(5/10))
+        from lib.asr.corpus import make_noise
+        unit = make_noise(signal.size, kind, np.random.default_rng(1))
+        p_speech = np.mean(speech**2)
+        np.testing.assert_allclose(noisy - signal, unit * np.sqrt(p_speech / 10 ** 0.5),
+                                   rtol=1e-12, atol=1e-15)
         # over the whole file (torchaudio's add_noise convention) it would read 4.77 dB lower
         whole = 10 * np.log10(np.mean(signal**2) / np.mean((noisy - signal) ** 2))
         assert whole == pytest.approx(5.0 + 10 * np.log10(1 / 3), abs=1e-6)
@@ -448,3 +454,33 @@ def test_runs_and_scores_survive_the_artifact_cache_round_trip(tmp_path):
     model = nt.load_run_model(None, run, cfg)
     for m in nt.encoder_matrices(model):
         assert int((m.weight == 0).sum()) == round(0.9 * m.weight.numel())
+
+
+def test_noise_verdicts_are_inconclusive_while_the_positive_control_fails():
+    """The same strong noise gain as above, but dropout no better than plain: the set-up
+    has not shown it can detect a regulariser, so neither the table's nor the claims'
+    verdict may read "reproduced" (nor "not reproduced")."""
+    cfg = nt.CONFIGS.get("smoke", sparsities=(0.0, 0.9))
+    rng = np.random.default_rng(1)
+    words = np.full(50, 4.0)
+    roles = [r for r in nt.eval_split_names(cfg) if r not in ("dev", "train")]
+    names = [c[0] for c in nt.conditions(cfg, 0.2, 0.3)]
+    rates = {"dense": 0.3, "dense+noise": 0.3, "sparse 90%": 0.5, "sparse 90%+noise": 0.2,
+             "dense+dropout 0.3": 0.3}
+    table = {(n, s): {r: {"errors": rng.binomial(4, rates[n], size=50).astype(float),
+                          "words": words} for r in roles} for n in names for s in (0, 1)}
+    rows = nt.compare(cfg, table, [0, 1], 0.2, 0.3)
+    by = {(r["comparison"], r["role"]): r for r in rows}
+    assert by[("control: dropout vs plain, dense", "unseen")]["verdict"] != "detected"
+    sparse = by[("noise vs plain, sparse 90%", "unseen")]
+    assert sparse["hi"] < 0 and sparse["ungated_verdict"] == "reproduced"
+    assert sparse["verdict"] == "inconclusive at this scale"
+    assert all(r["verdict"] == "inconclusive at this scale" for r in rows
+               if r["sparsity"] is not None)
+    judged = [c.evaluate(nt.comparison_metrics(rows)) for c in nt.CLAIMS]
+    assert [j.verdict for j in judged] == ["inconclusive at this scale"] * 2
+    assert all(nt.CONTROL_FAILED in j.ours and "(reproduced)" in j.ours for j in judged)
+    # without the control's interval in the record, the claims are not measured
+    partial = {k: v for k, v in nt.comparison_metrics(rows).items()
+               if not k.startswith(nt.CONTROL_PREFIX)}
+    assert [c.evaluate(partial).verdict for c in nt.CLAIMS] == ["not measured"] * 2

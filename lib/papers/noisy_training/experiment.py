@@ -69,7 +69,7 @@ from lib.asr import (
 )
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, select_device
 from lib.core import seed_everything as _seed_everything
-from lib.core.claims import Claim
+from lib.core.claims import Claim, Judgement
 from lib.core.limits import limit_steps
 from lib.core.stats import INCONCLUSIVE, Interval, paired_bootstrap, verdict
 from lib.sparse import attach_mask
@@ -560,6 +560,31 @@ def compare(config: NoisyTrainingConfig, scores: dict[tuple[str, int], Any],
                         "estimate": iv.estimate, "lo": iv.lo, "hi": iv.hi,
                         "half_width": iv.half_width, "n_seeds": iv.n_seeds,
                         "n_items": iv.n_items, "verdict": judge(iv, effect)})
+    return gate_on_control(out)
+
+
+#: The test set on which the positive control must be detected (the chapter's definition:
+#: dropout lowers the unseen-voice WER).
+CONTROL_ROLE = "unseen"
+CONTROL_FAILED = "positive control not detected"
+
+
+def gate_on_control(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Noise verdicts stand only where the set-up detects a known regulariser: when the
+    control's verdict on ``CONTROL_ROLE`` is not "detected", every noise row's verdict
+    becomes "inconclusive at this scale" (the interval's own verdict kept as
+    ``ungated_verdict``), since a set-up that cannot show dropout's gain cannot show that
+    noise has none. Each row gets ``control``: the control's verdict it was gated on."""
+    control = [r for r in rows if r["sparsity"] is None and r["role"] == CONTROL_ROLE]
+    if len(control) != 1:
+        raise ValueError(f"expected one control row on {CONTROL_ROLE!r}, got {len(control)}")
+    passed = control[0]["verdict"] == "detected"
+    out = []
+    for r in rows:
+        r = dict(r, control=control[0]["verdict"], ungated_verdict=r["verdict"])
+        if r["sparsity"] is not None and not passed:
+            r["verdict"] = INCONCLUSIVE
+        out.append(r)
     return out
 
 
@@ -580,7 +605,8 @@ def comparison_metrics(comparisons: Sequence[dict[str, Any]]) -> dict[str, float
 
 
 def comparison_table(comparisons: Sequence[dict[str, Any]], config: NoisyTrainingConfig):
-    """The comparisons as a table (relative WER change in %, negative: the method helps)."""
+    """The comparisons as a table (relative WER change in %, negative: the method helps);
+    "interval alone" is the verdict before ``gate_on_control``."""
     import pandas as pd
 
     labels = {role: text for role, (text, _) in role_labels(config).items()}
@@ -589,7 +615,8 @@ def comparison_table(comparisons: Sequence[dict[str, Any]], config: NoisyTrainin
              "95% interval (%)": f"[{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]",
              "resolves (+-%)": 100 * r["half_width"],
              "paper (%)": math.nan if r["paper_effect"] is None else 100 * r["paper_effect"],
-             "verdict": r["verdict"]} for r in comparisons]
+             "verdict": r["verdict"],
+             "interval alone": r.get("ungated_verdict", r["verdict"])} for r in comparisons]
     return pd.DataFrame(rows).set_index(["comparison", "test set"])
 
 
@@ -662,25 +689,45 @@ def headline(comparisons: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 
 # --- claims ------------------------------------------------------------------------------------
+CONTROL_PREFIX = f"relwer_dropout_vs_plain_s0_{CONTROL_ROLE}"
+
+
+def control_gated(claim: Claim) -> Claim:
+    """``claim``, judged "inconclusive at this scale" unless the record's positive control
+    (``CONTROL_PREFIX``: dropout vs plain) lies wholly below zero (``gate_on_control``)."""
+    def judge(m):
+        j = claim.judge(m)
+        if Interval.from_metrics(m, CONTROL_PREFIX).hi < 0:
+            return j
+        return Judgement(f"{j.ours}; {CONTROL_FAILED} (its interval reaches zero), so the "
+                         f"interval's own verdict ({j.verdict}) cannot speak", INCONCLUSIVE)
+
+    metrics = claim.metrics + tuple(f"{CONTROL_PREFIX}_{k}" for k in ("estimate", "lo", "hi"))
+    return replace(claim, metrics=metrics, judge=judge)
+
+
 CLAIMS = [
-    Claim.interval("noisy_training", "sparse-unseen",
-                   "Weight noise during training lowers the WER of a 90%-sparse recogniser on "
-                   "unseen voices (the analogue of test-clean)",
-                   paper="14% relative (test-clean)",
-                   prefix="relwer_noise_vs_plain_s90_unseen", paper_effect=-0.14,
-                   unit="relative WER change", percent=True),
-    Claim.interval("noisy_training", "sparse-unseen-noisy",
-                   "Weight noise during training lowers the WER of a 90%-sparse recogniser on "
-                   "unseen voices in unseen noise (the analogue of test-other)",
-                   paper="12% relative (test-other)",
-                   prefix="relwer_noise_vs_plain_s90_unseen_noisy", paper_effect=-0.12,
-                   unit="relative WER change", percent=True),
+    control_gated(Claim.interval(
+        "noisy_training", "sparse-unseen",
+        "Weight noise during training lowers the WER of a 90%-sparse recogniser on "
+        "unseen voices (the analogue of test-clean)",
+        paper="14% relative (test-clean)",
+        prefix="relwer_noise_vs_plain_s90_unseen", paper_effect=-0.14,
+        unit="relative WER change", percent=True)),
+    control_gated(Claim.interval(
+        "noisy_training", "sparse-unseen-noisy",
+        "Weight noise during training lowers the WER of a 90%-sparse recogniser on "
+        "unseen voices in unseen noise (the analogue of test-other)",
+        paper="12% relative (test-other)",
+        prefix="relwer_noise_vs_plain_s90_unseen_noisy", paper_effect=-0.12,
+        unit="relative WER change", percent=True)),
 ]
 
-__all__ = ["CLAIMS", "CONFIGS", "STARTS", "NoisyTrainingConfig", "compare", "comparison_metrics",
-           "comparison_table", "condition_name", "conditions", "flatness_artifact",
+__all__ = ["CLAIMS", "CONFIGS", "CONTROL_FAILED", "CONTROL_PREFIX", "CONTROL_ROLE", "STARTS",
+           "NoisyTrainingConfig", "compare", "comparison_metrics", "comparison_table",
+           "condition_name", "conditions", "control_gated", "flatness_artifact",
            "flatness_curves", "flatness_probe", "flatness_rise", "flatness_verdicts",
-           "headline", "judge", "load_run_model", "mean_loss", "metric_prefix",
-           "paired_relative_wer", "paper_effect", "pruned_fraction", "relative_improvement",
-           "run", "run_artifact", "run_is_cached", "run_scores", "scratch_model",
-           "summary_table", "utterance_errors"]
+           "gate_on_control", "headline", "judge", "load_run_model", "mean_loss",
+           "metric_prefix", "paired_relative_wer", "paper_effect", "pruned_fraction",
+           "relative_improvement", "run", "run_artifact", "run_is_cached", "run_scores",
+           "scratch_model", "summary_table", "utterance_errors"]
