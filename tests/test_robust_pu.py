@@ -601,3 +601,17 @@ def test_nnpu_is_the_same_across_simd_kernels_and_thread_counts():
 
     wide = aucs("float64")
     assert max(wide) - min(wide) < 1e-9, wide
+
+
+def test_nnpu_trains_in_float64_on_cpu_by_default_and_rejects_other_dtypes():
+    """The subprocess test above passes dtype explicitly; this checks the CPU default."""
+    from lib.tabular.pu_baselines import NNPUClassifier
+
+    rng = np.random.default_rng(0)
+    X, s = rng.normal(size=(60, 4)), (rng.random(60) < 0.3).astype(int)
+    model = NNPUClassifier(prior=0.4, hidden=4, epochs=2).fit(X, s)
+    assert {p.dtype for p in model.model_.parameters()} == {torch.float64}
+    single = NNPUClassifier(prior=0.4, hidden=4, epochs=2, dtype="float32").fit(X, s)
+    assert {p.dtype for p in single.model_.parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="float32"):
+        NNPUClassifier(dtype="float16").fit(X, s)

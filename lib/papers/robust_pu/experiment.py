@@ -637,19 +637,19 @@ CLAIMS = [
     Claim.interval("robust_pu", "outliers",
                    "Robust AUC learning resists mislabeled positives better than plain AUC "
                    "maximization (first table, most label outliers)",
-                   paper="qualitative (synthetic and clinical data)",
+                   paper="qualitative (synthetic and clinical data); +0.01 AUC: our reading",
                    prefix="auc_robust_vs_plain_outliers", paper_effect=0.01,
                    unit="test AUC difference"),
     Claim.interval("robust_pu", "outlier-removal",
                    "Outlier removal alone (no feature selection) raises the test AUC over plain "
                    "AUC maximization when positives are mislabeled",
-                   paper="qualitative (the outlier-detection component)",
+                   paper="qualitative (outlier-detection component); +0.01 AUC: our reading",
                    prefix="auc_removal_vs_plain_outliers", paper_effect=0.01,
                    unit="test AUC difference"),
     Claim.interval("robust_pu", "feature-selection",
                    "Feature selection alone (no outlier removal) raises the test AUC over plain "
                    "AUC maximization when noise features are appended",
-                   paper="qualitative (the feature-selection component)",
+                   paper="qualitative (feature-selection component); +0.01 AUC: our reading",
                    prefix="auc_selection_vs_plain_noise", paper_effect=0.01,
                    unit="test AUC difference"),
 ]
