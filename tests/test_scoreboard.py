@@ -41,16 +41,34 @@ def _fake_metrics(claim: Claim, estimate: float, lo: float, hi: float) -> dict:
     return Interval(estimate, lo, hi, n_seeds=3).as_metrics(prefix)
 
 
-def _interval_for(claim: Claim, wanted: str) -> tuple[float, float, float]:
-    """An interval giving ``wanted`` for this claim, found by trying a grid of intervals (so
-    each claim's own direction, effect size, margin or range is exercised)."""
+def _gate_choices(claim: Claim) -> list[dict]:
+    """Values for the metrics a claim reads beyond its interval (a gate: a positive control,
+    whether the mechanism acted): each such interval below, around or above zero, each
+    other number 0 or 1; every combination."""
+    import itertools
+
+    main = claim.metrics[0].removesuffix("_estimate")
+    extra = [m for m in claim.metrics if not m.startswith(main + "_")]
+    groups = sorted({m.removesuffix("_estimate") for m in extra if m.endswith("_estimate")})
+    scalars = [m for m in extra if not any(m.startswith(g + "_") for g in groups)]
+    options = [[Interval(c, c - 0.1, c + 0.1, n_seeds=3).as_metrics(g) for c in (-1, 0, 1)]
+               for g in groups] + [[{m: v} for v in (0.0, 1.0)] for m in scalars]
+    return [{k: v for part in combo for k, v in part.items()}
+            for combo in itertools.product(*options)] or [{}]
+
+
+def _record_for(claim: Claim, wanted: str) -> dict:
+    """A record giving ``wanted`` for this claim, found by trying a grid of intervals (so
+    each claim's own direction, effect size, margin or range is exercised) and, for a gated
+    claim, every gate value."""
     grid = [x / 100 for x in range(-300, 301, 5)]
-    for centre in grid:
-        for half in (0.001, 0.01, 0.05, 0.2, 1.0):
-            m = _fake_metrics(claim, centre, centre - half, centre + half)
-            if claim.evaluate(m).verdict == wanted:
-                return centre, centre - half, centre + half
-    raise AssertionError(f"no interval gives {wanted!r} for {claim.chapter}/{claim.id}")
+    for gate in _gate_choices(claim):
+        for centre in grid:
+            for half in (0.001, 0.01, 0.05, 0.2, 1.0):
+                m = {**gate, **_fake_metrics(claim, centre, centre - half, centre + half)}
+                if claim.evaluate(m).verdict == wanted:
+                    return m
+    raise AssertionError(f"no record gives {wanted!r} for {claim.chapter}/{claim.id}")
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.chapter}/{c.id}")
@@ -58,11 +76,22 @@ def _interval_for(claim: Claim, wanted: str) -> tuple[float, float, float]:
 def test_each_claim_reaches_each_verdict_from_a_fake_record(claim, wanted, tmp_path):
     if not claim.metrics[0].endswith("_estimate"):
         pytest.skip("not an interval claim: its own chapter's tests feed it records")
-    est, lo, hi = _interval_for(claim, wanted)
-    write_record(claim.chapter, "smoke", 0, {"x": 1}, _fake_metrics(claim, est, lo, hi), 1.0,
+    write_record(claim.chapter, "smoke", 0, {"x": 1}, _record_for(claim, wanted), 1.0,
                  out_dir=tmp_path)
     (row,) = scoreboard.scoreboard_rows("smoke", tmp_path, [claim])
     assert row["verdict"] == wanted and row["ours"]
+
+
+def test_a_gated_claim_is_inconclusive_when_its_gate_fails():
+    base = Claim.interval("x", "g", "claim", paper="+1", prefix="d", paper_effect=0.01)
+    gated = base.gated(("acted",), lambda m: m["acted"] > 0, lambda m: "the mechanism idled")
+    m = Interval(0.05, 0.03, 0.07).as_metrics("d")
+    assert base.evaluate(m).verdict == REPRODUCED
+    assert gated.evaluate({**m, "acted": 1.0}).verdict == REPRODUCED
+    judged = gated.evaluate({**m, "acted": 0.0})
+    assert judged.verdict == INCONCLUSIVE and "the mechanism idled" in judged.ours
+    assert "(reproduced)" in judged.ours  # the interval's own verdict stays in the text
+    assert gated.evaluate(m).verdict == NOT_MEASURED  # the gate's metric is absent
 
 
 def test_verdict_rules_of_experiments_md():

@@ -17,10 +17,11 @@ with ``Interval.as_metrics(prefix)``; ``Claim.interval`` builds such a claim in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .stats import (
+    INCONCLUSIVE,
     NOT_MEASURED,
     VERDICTS,
     Interval,
@@ -70,6 +71,24 @@ class Claim:
             return Judgement(f"not measured (the record lacks {missing[0]}{more})",
                              NOT_MEASURED)
         return self.judge(metrics)
+
+    def gated(self, needs: tuple[str, ...], holds: Callable[[Metrics], bool],
+              why_not: Callable[[Metrics], str]) -> Claim:
+        """This claim, judged "inconclusive at this scale" when ``holds(metrics)`` is false:
+        a precondition of the experiment (a positive control passed, the mechanism acted)
+        that the interval alone does not show. ``needs``: the record metrics ``holds``
+        reads (absent, the claim is "not measured"); ``why_not(metrics)`` says in words what
+        failed, and the interval's own verdict is kept in the text."""
+        inner = self.judge
+
+        def judge(m: Metrics) -> Judgement:
+            j = inner(m)
+            if holds(m):
+                return j
+            return Judgement(f"{j.ours}; {why_not(m)}, so the interval's own verdict "
+                             f"({j.verdict}) cannot speak", INCONCLUSIVE)
+
+        return replace(self, metrics=self.metrics + tuple(needs), judge=judge)
 
     @classmethod
     def interval(cls, chapter: str, id: str, claim: str, *, paper: str, prefix: str,

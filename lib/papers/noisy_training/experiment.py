@@ -69,7 +69,7 @@ from lib.asr import (
 )
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, select_device
 from lib.core import seed_everything as _seed_everything
-from lib.core.claims import Claim, Judgement
+from lib.core.claims import Claim
 from lib.core.limits import limit_steps
 from lib.core.stats import INCONCLUSIVE, Interval, paired_bootstrap, verdict
 from lib.sparse import attach_mask
@@ -695,15 +695,9 @@ CONTROL_PREFIX = f"relwer_dropout_vs_plain_s0_{CONTROL_ROLE}"
 def control_gated(claim: Claim) -> Claim:
     """``claim``, judged "inconclusive at this scale" unless the record's positive control
     (``CONTROL_PREFIX``: dropout vs plain) lies wholly below zero (``gate_on_control``)."""
-    def judge(m):
-        j = claim.judge(m)
-        if Interval.from_metrics(m, CONTROL_PREFIX).hi < 0:
-            return j
-        return Judgement(f"{j.ours}; {CONTROL_FAILED} (its interval reaches zero), so the "
-                         f"interval's own verdict ({j.verdict}) cannot speak", INCONCLUSIVE)
-
-    metrics = claim.metrics + tuple(f"{CONTROL_PREFIX}_{k}" for k in ("estimate", "lo", "hi"))
-    return replace(claim, metrics=metrics, judge=judge)
+    return claim.gated(tuple(f"{CONTROL_PREFIX}_{k}" for k in ("estimate", "lo", "hi")),
+                       lambda m: Interval.from_metrics(m, CONTROL_PREFIX).hi < 0,
+                       lambda m: f"{CONTROL_FAILED} (its interval reaches zero)")
 
 
 CLAIMS = [
