@@ -432,3 +432,34 @@ def test_ap8_is_quantized_and_not_factorized():
     assert len(ap8["size"]["distinct"]) == len(ap["size"]["distinct"]) == 4  # 4 plain layers
     assert max(ap8["size"]["distinct"]) <= 256 < max(ap["size"]["distinct"])
     assert 0 <= ap8["budget"] - 4 * ap["budget"] < 4  # floor(0.4 n) vs 4 floor(0.1 n)
+
+
+def _claim_metrics(clean_atmc8, clean_ap, clean_nap, chance=0.1):
+    """A record whose intervals say "not reproduced" for both claims (each excludes the
+    paper's effect), with the given clean accuracies at the smallest ratio."""
+    m = {"chance_accuracy": chance, "atmc8_clean_smallest": clean_atmc8,
+         "ap_clean_smallest": clean_ap, "nap_clean_smallest": clean_nap}
+    for prefix in ("atmc8_vs_ap_pgd_smallest", "ap_vs_nap_pgd_smallest"):
+        m.update({f"{prefix}_estimate": -0.05, f"{prefix}_lo": -0.08, f"{prefix}_hi": -0.02})
+    return m
+
+
+def test_claims_are_inconclusive_when_a_compressed_model_cannot_fit_the_task():
+    """The control gate: at chance clean accuracy (every method at ratio 1e-3 in the
+    tutorial) a PGD difference is between collapsed networks, so the verdict is
+    inconclusive; the same intervals with models that fit the task stay not reproduced."""
+    from lib.core.stats import INCONCLUSIVE, NOT_REPRODUCED
+    from lib.papers.atmc import CLAIMS, FIT_MARGIN, chance_accuracy, fits_task
+
+    assert chance_accuracy(torch.tensor([0, 1, 1, 2, 1])) == pytest.approx(0.6)
+    assert fits_task(0.1 + FIT_MARGIN + 1e-9, 0.1) and not fits_task(0.1 + FIT_MARGIN, 0.1)
+    fit = [c.evaluate(_claim_metrics(0.8, 0.8, 0.9)) for c in CLAIMS]
+    assert [j.verdict for j in fit] == [NOT_REPRODUCED] * 2
+    collapsed = [CLAIMS[0].evaluate(_claim_metrics(0.092, 0.8, 0.9)),
+                 CLAIMS[1].evaluate(_claim_metrics(0.8, 0.8, 0.15))]
+    assert [j.verdict for j in collapsed] == [INCONCLUSIVE] * 2
+    assert "ATMC-8 0.092" in collapsed[0].ours and "control failed" in collapsed[0].ours
+    assert "NAP 0.150" in collapsed[1].ours
+    # an old record without the gate's metrics is not measured, not judged
+    old = {k: v for k, v in _claim_metrics(0.8, 0.8, 0.9).items() if "clean" not in k}
+    assert all(c.evaluate(old).verdict != NOT_REPRODUCED for c in CLAIMS)
