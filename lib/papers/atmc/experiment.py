@@ -32,7 +32,6 @@ and images.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +40,8 @@ import numpy as np
 import torch
 
 from lib.core import ArtifactCache, ScaleConfigs, seed_everything, select_device, with_knobs
-from lib.core.claims import Claim, Judgement
-from lib.core.stats import INCONCLUSIVE, bootstrap_interval, paired_bootstrap
+from lib.core.claims import Claim
+from lib.core.stats import bootstrap_interval, paired_bootstrap
 from lib.vision.attacks import robust_correct
 
 from .method import (
@@ -470,19 +469,16 @@ def gated_claim(claim: Claim, methods: tuple[str, ...]) -> Claim:
     methods, their clean accuracies and the gate; otherwise ``claim``'s own judgement."""
     gate = tuple(_gate_metric(m) for m in methods) + ("chance_accuracy",)
 
-    def judge(m: dict[str, Any]) -> Judgement:
-        own = claim.judge(m)
+    def failed(m: dict[str, Any]) -> list[str]:
         chance = float(m["chance_accuracy"])
-        failed = [f"{LABELS[x]} {float(m[_gate_metric(x)]):.3f}" for x in methods
-                  if not fits_task(float(m[_gate_metric(x)]), chance)]
-        if not failed:
-            return own
-        return Judgement(f"{own.ours}; control failed: clean accuracy {', '.join(failed)} "
-                         f"is not above chance {chance:.3f} + {FIT_MARGIN:g}, so the "
-                         f"compressed models cannot fit the task at this ratio",
-                         INCONCLUSIVE)
+        return [f"{LABELS[x]} {float(m[_gate_metric(x)]):.3f}" for x in methods
+                if not fits_task(float(m[_gate_metric(x)]), chance)]
 
-    return dataclasses.replace(claim, metrics=claim.metrics + gate, judge=judge)
+    return claim.gated(
+        gate, lambda m: not failed(m),
+        lambda m: (f"control failed: clean accuracy {', '.join(failed(m))} is not above "
+                   f"chance {float(m['chance_accuracy']):.3f} + {FIT_MARGIN:g}, so the "
+                   "compressed models cannot fit the task at this ratio"))
 
 
 CLAIMS = [
