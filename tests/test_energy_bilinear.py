@@ -186,3 +186,16 @@ def test_missing_or_unreadable_energy_counters_say_why(tmp_path):
     assert not status.available and "energy_uj" in status.message
     here = energy_status("cpu")
     assert isinstance(here.available, bool) and here.message
+
+
+def test_timing_imports_torch_benchmark_without_the_no_cuda_runtime_warning():
+    # torch.utils.benchmark imports cpp_extension, which warns on stderr when a CPU-only
+    # torch finds nvcc; measure.py drops that one record (a fresh process: imports once)
+    import subprocess
+    import sys
+
+    code = ("import torch; from lib.energy.measure import measure_latency; "
+            "measure_latency(torch.nn.Linear(2, 2), torch.randn(1, 2), repeats=1, number=1)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "No CUDA runtime" not in run.stderr, run.stderr

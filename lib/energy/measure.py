@@ -29,6 +29,7 @@ failed, and the chapter falls back to latency as the platform's cost.
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 from collections.abc import Callable, Mapping
@@ -82,10 +83,33 @@ def _summary(blocks: list[float], number: int, batch: int, threads: int, device:
                         clock=clock)
 
 
+class _NoCudaRuntimeNote(logging.Filter):
+    """Drops ``torch.utils.cpp_extension``'s import-time "No CUDA runtime is found" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+def _benchmark_module():
+    """``torch.utils.benchmark``, imported without one misleading warning: it imports
+    ``torch.utils.cpp_extension`` (for C++ timers this module never uses), whose import
+    looks for a CUDA toolkit and, on a CPU-only torch that finds one (``nvcc`` on the
+    PATH), logs "No CUDA runtime is found" to stderr. Nothing here compiles an extension,
+    so only that record of that logger is dropped, and only during the import."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    note = _NoCudaRuntimeNote()
+    logger.addFilter(note)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.removeFilter(note)
+    return benchmark
+
+
 def _timer(model: nn.Module, x: torch.Tensor, threads: int, clock: str = "wall"):
     import time
 
-    from torch.utils import benchmark
+    benchmark = _benchmark_module()
 
     def forward() -> None:
         with torch.inference_mode():
