@@ -259,3 +259,23 @@ def test_claim_metrics_pair_the_same_seeds_and_items():
     assert metrics["claim_budget"] == 100.0
     assert metrics["acc_joint_vs_deep_compression_n_seeds"] == 2
     assert not any(k.startswith("acc_joint_vs_sequential_admm") for k in metrics)
+
+
+def test_joint_vs_uniform_bits_is_inconclusive_when_the_allocation_did_not_act():
+    """At a budget where the knapsack gave every layer the baseline's bits, joint and
+    uniform bits are one method: their +0.0 [+0.0, +0.0] must not read "not reproduced"."""
+    from lib.core.stats import INCONCLUSIVE, NOT_REPRODUCED
+
+    def runs(joint_bits):
+        return [{"method": m, "level": 1000.0, "seed": s, "correct": [1.0, 0.0, 1.0, 1.0],
+                 "layers": [{"bits": b} for b in (joint_bits[s] if m == "joint" else (4, 4))]}
+                for s in (0, 1) for m in ("joint", "uniform-bits-admm")]
+
+    claim = next(c for c in pq.CLAIMS if c.id == "joint-vs-uniform-bits")
+    idle = pq.claim_metrics({"runs": runs({0: (4, 4), 1: (4, 4)})}, n_boot=200)
+    assert idle["joint_mixed_bits_share"] == 0.0
+    judged = claim.evaluate(idle)
+    assert judged.verdict == INCONCLUSIVE and "did not act" in judged.ours
+    acted = pq.claim_metrics({"runs": runs({0: (5, 3), 1: (4, 4)})}, n_boot=200)
+    assert acted["joint_mixed_bits_share"] == 0.5
+    assert claim.evaluate(acted).verdict == NOT_REPRODUCED  # same accuracy, allocation acted
