@@ -345,3 +345,16 @@ def test_the_trained_perceptual_network_is_the_one_gs_uses():
     assert type(net) is type(conv_body(16, 3))
     assert not torch.equal(net[0].weight, rnd[0].weight)
     assert all(not p.requires_grad for p in net.parameters())
+
+
+def test_quality_controls_say_whether_fid_ranks_the_teacher_first():
+    """An FID that scores the untrained generator better than the teacher fails its control."""
+    from lib.papers.gan_slimming import quality_controls
+
+    refs = {"teacher": {"fid": 55.0, "fid_teacher": 0.0},
+            "blurred teacher": {"fid": 67.7, "fid_teacher": 2.2},
+            "untrained": {"fid": 43.8, "fid_teacher": 34.0}}
+    assert quality_controls({"references": refs}) == {"fid": False, "fid_teacher": True}
+    refs["untrained"]["fid"] = 80.0
+    assert quality_controls({"references": refs})["fid"] is True
+    assert quality_controls({}) == {}

@@ -24,6 +24,7 @@ from .experiment import (  # noqa: F401
     compress_sweep,
     controls,
     metrics_of,
+    quality_controls,
     quality_table,
     run,
     setup_config,

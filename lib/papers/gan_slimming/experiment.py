@@ -583,6 +583,18 @@ def quality_table(q: dict[str, Any]) -> list[dict[str, Any]]:
             for (m, target), rs in by.items()]
 
 
+def quality_controls(q: dict[str, Any]) -> dict[str, bool]:
+    """Whether each FID passes its positive control: it must score the teacher better (lower)
+    than both its blurred output and the untrained generator. ``fid``: against the cartoon
+    targets; ``fid_teacher``: against the teacher's outputs. A failing FID is descriptive
+    at most; the verdicts rest on the paired distance."""
+    refs = q.get("references", {})
+    if not {"teacher", "blurred teacher", "untrained"} <= set(refs):
+        return {}
+    return {k: refs["teacher"][k] < min(refs["blurred teacher"][k], refs["untrained"][k])
+            for k in ("fid", "fid_teacher")}
+
+
 def metrics_of(out: dict[str, Any]) -> dict[str, Any]:
     m: dict[str, Any] = {}
     for row in out["table"]["rows"]:
