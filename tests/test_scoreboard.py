@@ -135,3 +135,13 @@ def test_one_record_per_setup_and_dry_runs_are_not_judged(tmp_path, monkeypatch)
 
 def test_verdicts_are_the_four_words():
     assert VERDICTS == (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED)
+
+
+def test_verdict_rows_judge_each_claim_from_the_metrics():
+    from lib.core.claims import verdict_rows
+
+    c = Claim.interval("x", "c", "claim", paper="+1", prefix="d", paper_effect=0.01)
+    (row,) = verdict_rows([c], Interval(0.05, 0.03, 0.07).as_metrics("d"))
+    assert row["id"] == "c" and row["paper"] == "+1" and row["verdict"] == REPRODUCED
+    assert "+0.05" in row["measured"]
+    assert verdict_rows([c], {})[0]["verdict"] == NOT_MEASURED

@@ -125,3 +125,14 @@ class Claim:
 
         metrics = tuple(f"{prefix}_{k}" for k in ("estimate", "lo", "hi"))
         return cls(chapter, id, claim, paper, metrics, judge, section)
+
+
+def verdict_rows(claims: list[Claim], metrics: Metrics) -> list[dict[str, str]]:
+    """Each claim judged from ``metrics``: its id, the claim, the paper's figure, what we
+    measured and the verdict (a chapter's verdict table)."""
+    rows = []
+    for claim in claims:
+        judgement = claim.evaluate(metrics)
+        rows.append({"id": claim.id, "claim": claim.claim, "paper": claim.paper,
+                     "measured": judgement.ours, "verdict": judgement.verdict})
+    return rows

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, limit_steps, make_generator
-from lib.core.claims import Claim
+from lib.core.claims import Claim, verdict_rows
 from lib.core.limits import step_limit
 from lib.core.stats import Interval, paired_bootstrap
 from lib.vision import patches as vpatches
@@ -629,12 +629,7 @@ def _slug(name: str) -> str:
 
 def verdict_table(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """Each claim, what we measured and the verdict (``lib.core.claims``)."""
-    rows = []
-    for claim in CLAIMS:
-        judgement = claim.evaluate(metrics)
-        rows.append({"id": claim.id, "claim": claim.claim, "paper": claim.paper,
-                     "measured": judgement.ours, "verdict": judgement.verdict})
-    return rows
+    return verdict_rows(CLAIMS, metrics)
 
 
 # --------------------------------------------------------------------------------------

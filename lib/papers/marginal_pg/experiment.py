@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from lib.core import ArtifactCache, derive_seed, limit_steps, make_generator
-from lib.core.claims import Claim
+from lib.core.claims import Claim, verdict_rows
 from lib.core.stats import Interval, bootstrap_interval, paired_bootstrap
 
 from . import theory
@@ -467,9 +467,4 @@ CLAIMS = [
 
 def verdict_table(metrics: dict[str, float]) -> pd.DataFrame:
     """Each claim, the paper's figure, ours with its interval, and the verdict."""
-    rows = []
-    for claim in CLAIMS:
-        judgement = claim.evaluate(metrics)
-        rows.append({"claim": claim.claim, "paper": claim.paper, "measured": judgement.ours,
-                     "verdict": judgement.verdict})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(verdict_rows(CLAIMS, metrics)).drop(columns="id")

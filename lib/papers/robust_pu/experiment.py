@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed
-from lib.core.claims import Claim
+from lib.core.claims import Claim, verdict_rows
 from lib.core.limits import limit_steps, step_limit
 from lib.core.progress import progress
 from lib.core.stats import Interval, paired_bootstrap
@@ -628,8 +628,7 @@ def claim_metrics(rows: list[dict[str, Any]], cfg: RobustPUConfig) -> dict[str, 
 
 def verdict_table(metrics: dict[str, Any]) -> list[dict[str, str]]:
     """Each claim, what we measured and the verdict (``lib.core.claims``)."""
-    return [{"id": c.id, "claim": c.claim, "measured": (j := c.evaluate(metrics)).ours,
-             "verdict": j.verdict} for c in CLAIMS]
+    return verdict_rows(CLAIMS, metrics)
 
 
 # ------------------------------------------------------------------------------ claims
