@@ -222,7 +222,7 @@ def admm_compress(model: nn.Module, task: Task, cfg: Any, budget: float, *,
         record = admm_v_step(weights, state, budget, tuple(cfg.candidate_bits),
                              cfg.bit_allocation, cfg.kmeans_bins,
                              None if fixed_bits is None else [fixed_bits] * n_layers,
-                             fixed_zero, support=getattr(cfg, "v_step_support", "everywhere"),
+                             fixed_zero, support=cfg.v_step_support,
                              frozen=frozen)
         state.history.append({"step": step, **record})
 
