@@ -6,7 +6,13 @@ import random
 import jiwer
 import pytest
 
-from lib.asr.wer import edit_distance, paired_bootstrap, word_error_rate, word_errors
+from lib.asr.wer import (
+    edit_distance,
+    paired_bootstrap,
+    utterance_word_errors,
+    word_error_rate,
+    word_errors,
+)
 
 
 def _brute_force_distance(a, b):
@@ -41,6 +47,10 @@ def test_known_cases_and_errors():
     assert word_errors(["one two three"], ["one three"]) == (1, 3)      # a deletion
     assert word_errors(["one two"], ["one two two"]) == (1, 2)          # an insertion
     assert word_error_rate(["a b"], ["c d e f"]) == 2.0                 # can exceed 1
+    assert utterance_word_errors(["one two three", "a b", "x"], ["one three", "c d e f", "x"]) \
+        == [1, 4, 0]                                                    # per utterance
+    with pytest.raises(ValueError, match="hypotheses"):
+        utterance_word_errors(["a"], [])
     with pytest.raises(ValueError, match="hypotheses"):
         word_error_rate(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="no words"):

@@ -49,6 +49,7 @@ from .training import TrainConfig, evaluate_wer, make_optimizer, make_specaugmen
 from .wer import (
     edit_distance,
     paired_bootstrap,
+    utterance_word_errors,
     word_error_rate,
     word_errors,
 )
@@ -64,5 +65,6 @@ __all__ = [
     "evaluate_wer", "greedy_decode", "load_data", "log_mel", "make_noise", "make_optimizer",
     "make_specaugment", "model_from_artifact", "paired_bootstrap", "real_time_factor",
     "small_rnnt_config", "stream_beam_decode", "stream_greedy_decode", "tokenizer_from_state",
-    "train_asr", "train_dense", "transcribe", "word_error_rate", "word_errors",
+    "train_asr", "train_dense", "transcribe", "utterance_word_errors", "word_error_rate",
+    "word_errors",
 ]

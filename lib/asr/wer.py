@@ -18,12 +18,17 @@ def edit_distance(reference: Sequence, hypothesis: Sequence) -> int:
     return int(levenshtein(list(reference), list(hypothesis)))
 
 
-def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
-    """``(total word edits, total reference words)`` over paired transcripts."""
+def utterance_word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> list[int]:
+    """Word edits of each utterance (the unit a paired bootstrap over utterances resamples)."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    pairs = zip(references, hypotheses, strict=True)
-    errors = sum(edit_distance(r.split(), h.split()) for r, h in pairs)
+    return [edit_distance(r.split(), h.split())
+            for r, h in zip(references, hypotheses, strict=True)]
+
+
+def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
+    """``(total word edits, total reference words)`` over paired transcripts."""
+    errors = sum(utterance_word_errors(references, hypotheses))
     return errors, sum(len(r.split()) for r in references)
 
 

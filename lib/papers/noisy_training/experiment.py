@@ -62,10 +62,10 @@ from lib.asr import (
     dense_asr_artifact,
     dense_asr_key,
     dense_recipe,
-    edit_distance,
     evaluate_wer,
     model_from_artifact,
     small_rnnt_config,
+    utterance_word_errors,
 )
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, select_device
 from lib.core import seed_everything as _seed_everything
@@ -321,8 +321,7 @@ def run_is_cached(config: NoisyTrainingConfig, *, sparsity: float, sigma: float,
 def utterance_errors(references: Sequence[str], hypotheses: Sequence[str]
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per utterance: word edits and reference words (a corpus WER is their sums' ratio)."""
-    errors = [edit_distance(r.split(), h.split())
-              for r, h in zip(references, hypotheses, strict=True)]
+    errors = utterance_word_errors(references, hypotheses)
     return np.asarray(errors, dtype=np.float64), \
         np.asarray([len(r.split()) for r in references], dtype=np.float64)
 

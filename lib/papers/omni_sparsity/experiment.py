@@ -55,6 +55,7 @@ from lib.asr import (
     make_optimizer,
     model_from_artifact,
     paired_bootstrap,
+    utterance_word_errors,
 )
 from lib.asr.model import cpu_state_dict, training_device
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, make_generator, seed_everything
@@ -429,17 +430,11 @@ SUPERNET, SUPERNET_ONE, PRUNED = ("omni-sparsity supernet", "supernet, one model
                                   "individually pruned")
 
 
-def _errors(references: Sequence[str], hyps: Sequence[str]) -> list[int]:
-    from lib.asr import edit_distance
-
-    return [edit_distance(r.split(), h.split()) for r, h in zip(references, hyps, strict=True)]
-
-
 def _score(row: dict[str, Any], model, sets, tok, splits, batch_size: int) -> dict[str, Any]:
     for split in splits:
         row[f"wer_{split}"], row[f"hyps_{split}"] = evaluate_wer(
             model, sets[split], tok, batch_size=batch_size, return_hypotheses=True)
-        row[f"errors_{split}"] = _errors(sets[split].texts, row[f"hyps_{split}"])
+        row[f"errors_{split}"] = utterance_word_errors(sets[split].texts, row[f"hyps_{split}"])
     return row
 
 
