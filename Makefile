@@ -29,7 +29,7 @@ test: export OMP_NUM_THREADS ?= 1
 test: venv browser-deps  ## lint, unit tests, chapters at smoke scale and full-scale dry runs, the book in a browser
 	@t=$$(date +%s); $(VENV)/bin/ruff check lib tests data_scripts || exit 1; \
 	  echo "[test] lint: $$(( $$(date +%s) - t )) s"
-	@t=$$(date +%s); $(PY) -m pytest --durations=25 || exit 1; \
+	@t=$$(date +%s); $(PY) -m pytest -n 2 --dist loadfile --durations=25 || exit 1; \
 	  echo "[test] pytest (unit, chapters at smoke scale, full-scale dry runs, browser): $$(( $$(date +%s) - t )) s"
 	@$(MAKE) --no-print-directory test-browser
 
