@@ -408,8 +408,9 @@ def test_tuning_runs_on_the_dev_split_not_the_test_split():
 
 def test_the_tutorial_uses_the_recorded_tuning():
     """The tutorial's learning rates are what the selection rule picks from the recorded
-    grid, and the grid is the same for every method (equal effort)."""
-    from lib.papers.atmc import METHODS, TUNING, best_settings
+    dev grid, the grid is the same for every method (equal effort), and the verdict ratio
+    is left to the rule (applied on dev inside ``run``)."""
+    from lib.papers.atmc import METHODS, TUNING, VERDICT_RULE, best_settings
 
     cfg = CONFIGS["tutorial"]
     best = best_settings(TUNING["grid"])
@@ -417,6 +418,73 @@ def test_the_tutorial_uses_the_recorded_tuning():
     grids = {m: sorted((r["lr"], r["steps"]) for r in TUNING["grid"] if r["method"] == m)
              for m in METHODS}
     assert all(g == grids["ap"] for g in grids.values()) and len(grids["ap"]) >= 4
+    assert sorted(lr for lr, _ in grids["ap"]) == sorted(cfg.tune_lrs)
+    assert cfg.verdict_rule == VERDICT_RULE and cfg.verdict_ratio == 0.0
+
+
+def test_the_verdict_ratio_is_fixed_on_dev_runs_of_the_baselines_only(monkeypatch):
+    """``verdict_ratio_on_dev`` compresses only AP and NAP, only on the dev split, at every
+    ratio of the sweep, and picks the smallest ratio where both fit on dev: a rule that
+    read the test split, or ATMC-8's accuracy, would pick another ratio here."""
+    from lib.core import with_knobs
+    from lib.papers.atmc import experiment
+
+    cfg = with_knobs(CONFIGS["smoke"], ratios=(0.1, 0.01, 0.003), n_eval=50)
+    dev_clean = {("ap", 0.1): 0.9, ("nap", 0.1): 0.9, ("ap", 0.01): 0.6,
+                 ("nap", 0.01): 0.5, ("ap", 0.003): 0.15, ("nap", 0.003): 0.6}
+    calls = []
+
+    def fake(cfg_, method, ratio, seed, device, cache, *, lr=None, steps=None, split="test"):
+        calls.append((method, ratio, split))
+        acc = dev_clean[(method, ratio)] if split == "dev" else 0.95  # test: all fit
+        return {"correct": {"clean": torch.full((50,), acc)}}
+
+    monkeypatch.setattr(experiment, "compress", fake)
+    monkeypatch.setattr(experiment, "pixel_data",
+                        lambda *a, **k: {"y_dev": torch.arange(50) % 10})  # chance 0.1
+    out = experiment.verdict_ratio_on_dev(cfg, torch.device("cpu"), None)
+    assert {s for *_, s in calls} == {"dev"}
+    assert sorted((m, q) for m, q, _ in calls) == sorted(dev_clean)
+    assert out["dev_chance"] == pytest.approx(0.1)
+    assert out["ratio"] == 0.01  # AP at 3e-3 (0.15) does not clear 0.1 + FIT_MARGIN
+
+
+def test_best_settings_per_ratio_by_hand():
+    from lib.papers.atmc import best_settings_per_ratio
+
+    rows = [{"ratio": q, "method": "ap", "lr": lr, "steps": 80, "clean": 0.5, "pgd": p}
+            for q, lr, p in ((0.1, 0.01, 0.3), (0.1, 0.1, 0.2), (0.01, 0.01, 0.1),
+                             (0.01, 0.1, 0.2))]
+    best = best_settings_per_ratio(rows)
+    assert best["ratio_lr"] == (("ap", 0.1, 0.01), ("ap", 0.01, 0.1))
+    assert best["dev"][("ap", 0.01)]["pgd"] == 0.2
+
+
+def test_the_verdict_rule_by_hand():
+    """The smallest ratio at which both baselines (AP, NAP) fit on dev; ATMC-8's dev
+    accuracy does not move it; none fitting gives None."""
+    from lib.papers.atmc import FIT_MARGIN, pick_verdict_ratio
+
+    d = {("ap", 0.1): {"clean": 0.9}, ("nap", 0.1): {"clean": 0.9},
+         ("ap", 0.01): {"clean": 0.5}, ("nap", 0.01): {"clean": 0.5},
+         ("ap", 0.003): {"clean": 0.5}, ("nap", 0.003): {"clean": 0.1 + FIT_MARGIN},
+         ("atmc-8", 0.003): {"clean": 0.9}}
+    assert pick_verdict_ratio(d, chance=0.1) == 0.01  # NAP at 3e-3 sits on the bar: not fit
+    d[("nap", 0.003)] = {"clean": 0.1 + FIT_MARGIN + 0.01}
+    assert pick_verdict_ratio(d, chance=0.1) == 0.003
+    assert pick_verdict_ratio(d, chance=0.95) is None
+
+
+def test_lr_of_prefers_the_lr_tuned_at_the_ratio():
+    from lib.core import with_knobs
+    from lib.papers.atmc import lr_of
+
+    cfg = with_knobs(CONFIGS["smoke"], method_lr=(("ap", 0.03),), ratio_lr=(("ap", 0.1, 0.3),),
+                     lr=0.01)
+    assert lr_of(cfg, "ap", 0.1) == 0.3 and lr_of(cfg, "ap", 0.01) == 0.03
+    assert lr_of(cfg, "ap") == 0.03 and lr_of(cfg, "nap", 0.1) == 0.01
+    with pytest.raises(ValueError, match="verdict_ratio"):
+        with_knobs(CONFIGS["smoke"], verdict_ratio=0.5)
 
 
 def test_ap8_is_quantized_and_not_factorized():
@@ -437,9 +505,9 @@ def test_ap8_is_quantized_and_not_factorized():
 def _claim_metrics(clean_atmc8, clean_ap, clean_nap, chance=0.1):
     """A record whose intervals say "not reproduced" for both claims (each excludes the
     paper's effect), with the given clean accuracies at the smallest ratio."""
-    m = {"chance_accuracy": chance, "atmc8_clean_smallest": clean_atmc8,
-         "ap_clean_smallest": clean_ap, "nap_clean_smallest": clean_nap}
-    for prefix in ("atmc8_vs_ap_pgd_smallest", "ap_vs_nap_pgd_smallest"):
+    m = {"chance_accuracy": chance, "atmc8_clean_verdict": clean_atmc8,
+         "ap_clean_verdict": clean_ap, "nap_clean_verdict": clean_nap}
+    for prefix in ("atmc8_vs_ap_pgd_verdict", "ap_vs_nap_pgd_verdict"):
         m.update({f"{prefix}_estimate": -0.05, f"{prefix}_lo": -0.08, f"{prefix}_hi": -0.02})
     return m
 

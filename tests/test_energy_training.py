@@ -158,6 +158,31 @@ def test_tuning_gives_every_method_the_same_grid_and_reads_the_dev_split(monkeyp
     assert all(r["best"] == 0.003 for r in out.values())
 
 
+def test_knob_tuning_runs_each_method_at_its_tuned_lr_on_the_dev_split(monkeypatch):
+    """The second tuning round: the same grid for every method named, each at its own
+    tuned lr, scored by dev (never test) accuracy; an unknown knob is refused."""
+    from lib.papers.energy_training import experiment
+
+    seen = []
+
+    def fake(cfg, method, budget, seed, device="cpu", cache=None):
+        seen.append((method, cfg.decay_fraction, cfg.lr, budget))
+        return {"dev_accuracy": 1 - abs(cfg.decay_fraction - 0.3),
+                "accuracy": 1 - abs(cfg.decay_fraction - 0.9)}
+
+    monkeypatch.setattr(experiment, "cached_compress", fake)
+    cfg = CONFIGS["tutorial"]
+    methods = ("projection", "magnitude")
+    out = experiment.tune_knob(cfg, "decay_fraction", (0.3, 0.6, 0.9), methods)
+    assert sorted((m, d) for m, d, *_ in seen) == sorted(
+        (m, d) for m in methods for d in (0.3, 0.6, 0.9))
+    assert all(lr == dict(cfg.method_lr)[m] for m, _, lr, _ in seen)
+    assert all(b == cfg.claim_budget for *_, b in seen)
+    assert all(r["best"] == 0.3 for r in out.values())
+    with pytest.raises(ValueError, match="not a tunable knob"):
+        experiment.tune_knob(cfg, "decay", (0.3,), methods)
+
+
 def test_the_claims_are_judged_at_the_claim_budget():
     from lib.papers.energy_training import CLAIMS, comparison
 

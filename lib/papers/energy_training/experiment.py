@@ -15,6 +15,7 @@ at a modelled energy ``<= budget x dense energy`` (checked for each run):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from .task import make_task
 __all__ = ["CLAIMS", "CONFIGS", "LR_GRID", "METHODS", "PAIRS", "PAPER", "SETUPS", "TUNING",
            "EnergyTrainingConfig", "cached_compress", "comparison", "compress",
            "greedy_vs_exact", "layer_table", "metrics_of", "run", "setup_config", "tune",
-           "tuning_table"]
+           "tuning_table", "KNOB_GRIDS", "knob_tuning_table", "tune_knob"]
 
 METHODS = ("projection", "projection+mask", "magnitude", "energy-aware", "random")
 
@@ -92,6 +93,9 @@ class EnergyTrainingConfig:
     mask_rounds: int = 1            # outer rounds of (M-step, W-step) of projection+mask
     method_lr: tuple = ()           # ((method, SGD lr), ...): tuned on dev (TUNING); else lr
     workers: int = 0                # data-loading processes (ImageNet)
+    # ((method, knob, value), ...): a knob of EnergyKnobs tuned per method on dev
+    # (``tune_knob``, TUNING["knobs"]); it wins over the config's shared value
+    method_knobs: tuple = ()
 
     def __post_init__(self):
         bad = [b for b in self.budgets if not 0 < b < 1]
@@ -103,6 +107,11 @@ class EnergyTrainingConfig:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; valid: {METHODS}")
+        bad = sorted({k for _, k, _ in self.method_knobs}
+                     - {f.name for f in dataclasses.fields(EnergyKnobs)})
+        if bad:
+            raise ValueError(f"method_knobs names unknown knob(s) {bad}; valid: the fields "
+                             "of EnergyKnobs")
 
 
 #: Budgets: 20-60% of dense left every method within 0.4 points of the dense network (the
@@ -177,7 +186,21 @@ TUNING = {
     },
     "chosen": {"projection": 0.01, "projection+mask": 0.003, "magnitude": 0.01,
                "energy-aware": 0.01, "random": 0.01},
+    "untuned": "the budget decay (decay_fraction 0.6) and the masks' Adam rate (mask_lr "
+               "0.01): the second round (tune_knob over KNOB_GRIDS, 13 runs at each "
+               "method's tuned lr) is defined but was not run; on the shared 2-core machine "
+               "of its session the teacher alone trained at about one step a second, and "
+               "the runs did not fit before its deadline",
 }
+
+
+def knob_tuning_table() -> list[dict[str, Any]]:
+    """``TUNING["knobs"]`` as rows: dev accuracy per method, knob and value, and the
+    choice."""
+    return [{"knob": knob, "method": m, **{f"{v:g}": acc for v, acc in accs.items()},
+             "chosen": rec["chosen"][m]}
+            for knob, rec in TUNING.get("knobs", {}).items()
+            for m, accs in rec["dev_accuracy"].items()]
 
 
 def tuning_table() -> list[dict[str, Any]]:
@@ -201,10 +224,13 @@ def lr_of(cfg: EnergyTrainingConfig, method: str | None) -> float:
 
 
 def knobs_of(cfg: EnergyTrainingConfig, method: str | None = None) -> EnergyKnobs:
-    return EnergyKnobs(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr_of(cfg, method),
-                       proj_interval=cfg.proj_interval, decay_fraction=cfg.decay_fraction,
-                       distill=cfg.distill, mask_lr=cfg.mask_lr, mask_keep=cfg.mask_keep,
-                       mask_share=cfg.mask_share, mask_rounds=cfg.mask_rounds)
+    """The method's training knobs: the config's, its tuned lr, and its ``method_knobs``."""
+    knobs = EnergyKnobs(steps=cfg.steps, batch_size=cfg.batch_size, lr=lr_of(cfg, method),
+                        proj_interval=cfg.proj_interval, decay_fraction=cfg.decay_fraction,
+                        distill=cfg.distill, mask_lr=cfg.mask_lr, mask_keep=cfg.mask_keep,
+                        mask_share=cfg.mask_share, mask_rounds=cfg.mask_rounds)
+    own = {k: v for m, k, v in cfg.method_knobs if m == method}
+    return dataclasses.replace(knobs, **own) if own else knobs
 
 
 def selector(method: str, seed: int):
@@ -329,6 +355,46 @@ def tune(cfg: EnergyTrainingConfig, grid: tuple = LR_GRID, seed: int = 0, device
                 dev[lr] = float("nan")
         ok = [lr for lr in grid if dev[lr] == dev[lr]]
         best = max(ok, key=lambda lr, dev=dev: (dev[lr], -abs(math.log(lr / cfg.lr))))
+        out[m] = {"dev": dev, "best": best}
+    return out
+
+
+#: The second round of tuning (``tune_knob``), at each method's tuned lr: the budget decay
+#: (``decay_fraction``), the schedule knob every gradual method shares (projection, its
+#: masked variant, magnitude and energy-aware pruning), the same 3 values for each; and the
+#: masks' Adam rate (``mask_lr``), the knob only ``projection+mask`` has. ``random`` keeps
+#: its mask fixed from the start, so it has neither.
+KNOB_GRIDS = {"decay_fraction": ((0.3, 0.6, 0.9),
+                                 ("projection", "projection+mask", "magnitude",
+                                  "energy-aware")),
+              "mask_lr": ((0.003, 0.01, 0.03), ("projection+mask",))}
+
+
+def tune_knob(cfg: EnergyTrainingConfig, knob: str, grid: tuple, methods: tuple,
+              seed: int = 0, device: str = "cpu", cache: ArtifactCache | None = None
+              ) -> dict[str, Any]:
+    """``tune`` for another knob of the config (``decay_fraction``, ``mask_lr``, ...): each
+    of ``methods`` at its tuned lr (``method_lr``), at the claim budget, seed ``seed``,
+    every value of ``grid``, scored by dev accuracy; ties go to the config's own value, a
+    diverged run (NaN) is never chosen. Returns ``{method: {"dev": {v: acc}, "best": v}}``."""
+    if not hasattr(cfg, knob) or knob not in {f.name for f in dataclasses.fields(EnergyKnobs)}:
+        raise ValueError(f"{knob!r} is not a tunable knob of EnergyTrainingConfig")
+    out: dict[str, Any] = {}
+    for m in methods:
+        dev = {}
+        for v in grid:
+            c = with_knobs(cfg, **{knob: v}, lr=lr_of(cfg, m), method_lr=(), method_knobs=(),
+                           seeds=(seed,), budgets=(cfg.claim_budget,))
+            try:
+                dev[v] = cached_compress(c, m, cfg.claim_budget, seed, device,
+                                         cache)["dev_accuracy"]
+            except ValueError as err:
+                if "NaN" not in str(err):
+                    raise
+                dev[v] = float("nan")
+        ok = [v for v in grid if dev[v] == dev[v]]
+        own = getattr(cfg, knob)
+        best = max(ok, key=lambda v, dev=dev: (dev[v], v == own))
         out[m] = {"dev": dev, "best": best}
     return out
 
