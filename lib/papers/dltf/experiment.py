@@ -17,17 +17,13 @@ from lib.core import ArtifactCache, ScaleConfigs, derive_seed, limit_steps, make
 from lib.core.claims import Claim, verdict_rows
 from lib.core.limits import step_limit
 from lib.core.stats import Interval, paired_bootstrap
+from lib.sparse.k2_norm import _check_k, _check_lam, prox_k2, prox_k2_single, prox_objective
 from lib.vision import patches as vpatches
 
 from .method import (
-    _check_k,
-    _check_lam,
     k2_coherence,
     learn_dltf,
     normalize_atoms,
-    prox_k2,
-    prox_k2_single,
-    prox_objective,
     reconstruction_gain,
     recovery_interval,
     thresholded_feature,

@@ -24,8 +24,9 @@ import torch
 
 from lib.core import ArtifactCache, derive_seed, limit_steps, make_generator
 from lib.core.stats import paired_bootstrap
+from lib.sparse.k2_norm import k2_norm, prox_k2
 
-from .method import k2_norm, learn_dltf, normalize_atoms, prox_k2
+from .method import learn_dltf, normalize_atoms
 from .task import single_threaded
 
 #: The dictionaries compared on a planted instance, in the order of the tables.
