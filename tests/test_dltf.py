@@ -507,3 +507,48 @@ def test_planted_cells_round_trip_through_the_cache_without_rebuilding(tmp_path)
         warnings.simplefilter("error")
         again = planted.planted_recovery(cfg, 0, ArtifactCache(tmp_path))
     assert again["intervals"] == first["intervals"]
+
+
+def test_a_dry_run_tunes_both_planted_learners_on_equal_shortened_grids(monkeypatch):
+    from lib.papers.dltf import planted
+
+    cfg = dltf.CONFIGS["full"]
+    assert planted._grid(cfg, "DLTF") == cfg.planted_dltf_lambdas
+    monkeypatch.setenv("BOOK_MAX_STEPS", "2")
+    assert planted._grid(cfg, "DLTF") == cfg.planted_dltf_lambdas[:2]
+    assert planted._grid(cfg, "MBDL (scikit-learn)") == cfg.planted_mbdl_alphas[:2]
+    assert planted._grid(cfg, "random") != planted._grid(cfg, "random")   # (nan,): no knob
+
+
+def test_seeded_comparisons_reuse_the_given_denoising_and_compute_the_other_seeds(monkeypatch):
+    """run() hands its own seed's denoising to the seeded comparisons (the same deterministic
+    computation, done once); every other seed is still denoised, and the given result is
+    what enters the intervals."""
+    from dataclasses import replace
+
+    from lib.papers.dltf import experiment
+
+    names = ("random", "MBDL (scikit-learn)", "DLTF (gamma=0)", "DLTF")
+    clean = np.zeros((32, 32))
+
+    def fake_denoising(seed, offset=0.0):
+        best = {n: {"denoised": clean + 0.01 * (i + 1) + offset, "test PSNR": 20.0 + i,
+                    "lambda factor": 1.0} for i, n in enumerate(names)}
+        return {"images": {"test": (clean, clean)}, "best": best,
+                "noisy PSNR": {"test": 10.0}}
+
+    calls = []
+    monkeypatch.setattr(experiment, "learned_dictionaries",
+                        lambda cfg, dataset, s, device, cache: {"dictionaries": {}})
+    monkeypatch.setattr(experiment, "digits_predictions", lambda D, lambdas, s: {
+        n: {"lambda": 0.1, "correct": np.ones(5)} for n in (*names, "raw pixels")})
+    monkeypatch.setattr(experiment, "denoising_psnr",
+                        lambda D, cfg, s: calls.append(s) or fake_denoising(s))
+    cfg = replace(dltf.CONFIGS["smoke"], n_seeds=3)
+    given = fake_denoising(0, offset=0.05)          # DLTF's error differs from the computed
+    out = experiment.seeded_comparisons(cfg, 0, denoised={0: given})
+    assert calls == [1, 2]
+    recomputed = experiment.seeded_comparisons(cfg, 0)
+    assert calls == [1, 2, 0, 1, 2]
+    assert (out["intervals"]["denoising dB DLTF - random"]
+            != recomputed["intervals"]["denoising dB DLTF - random"])

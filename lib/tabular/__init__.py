@@ -1,4 +1,5 @@
-"""Tabular learning: positive-unlabeled (PU) data construction and generic PU baselines."""
+"""Tabular learning: positive-unlabeled (PU) data construction, generic PU baselines, and
+robust PU AUC maximization (pair sums, the alternating solver, its estimator)."""
 
 from .pu_baselines import (
     ElkanNotoClassifier,
@@ -16,7 +17,19 @@ from .pu_data import (
     make_planted_pu,
     make_pu_split,
 )
+from .robust_auc import (
+    RobustPUAUC,
+    RobustPUFit,
+    fit_robust_pu_auc,
+    pair_terms,
+    pair_terms_bruteforce,
+    select_inliers,
+    square_pair_terms,
+    w_step,
+)
 
 __all__ = ["BUNDLED_DATASETS", "DATASETS", "ElkanNotoClassifier", "NNPUClassifier", "PUSplit",
-           "l1_logistic", "load_tabular", "make_planted_pu", "make_pu_split", "nnpu_objective",
-           "nnpu_risk", "pu_labels"]
+           "RobustPUAUC", "RobustPUFit", "fit_robust_pu_auc", "l1_logistic", "load_tabular",
+           "make_planted_pu", "make_pu_split", "nnpu_objective", "nnpu_risk", "pair_terms",
+           "pair_terms_bruteforce", "pu_labels", "select_inliers", "square_pair_terms",
+           "w_step"]

@@ -1,6 +1,7 @@
 """DLTF (Xu, Wang, Yang, Liu & Liu, 2019): dictionary learning for thresholded features with
 sparse support recovery. ``method.py`` is the algorithm (the thresholded feature, the
-(k,2)-norm, its exact prox, the coherence penalty and the DLTF loop), ``experiment.py`` the
+coherence penalty and the DLTF loop; the (k,2)-norm and its exact prox are in
+``lib.sparse.k2_norm``), ``experiment.py`` the
 chapter's configs, baselines, experiments and claims, ``planted.py`` the recovery test
 against a planted dictionary, ``figures.py`` the chapter's tables and plots, ``task.py`` the
 data.
@@ -8,6 +9,14 @@ data.
 Each name is listed once, in the imports below; ``__all__`` is derived from them (hence
 the file-wide F401 exemption: every import here is a re-export)."""
 # ruff: noqa: F401
+
+from lib.sparse.k2_norm import (  # the (k,2)-norm and its prox, a layer down
+    k2_norm,
+    k_support_norm,
+    prox_k2,
+    prox_k2_single,
+    prox_objective,
+)
 
 from . import experiment, figures, method, planted, task
 from .experiment import (
@@ -38,13 +47,8 @@ from .experiment import (
 from .method import (
     dltf_loss,
     k2_coherence,
-    k2_norm,
-    k_support_norm,
     learn_dltf,
     normalize_atoms,
-    prox_k2,
-    prox_k2_single,
-    prox_objective,
     reconstruction_gain,
     recovery_interval,
     soft_threshold,

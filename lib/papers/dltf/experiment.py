@@ -17,17 +17,13 @@ from lib.core import ArtifactCache, ScaleConfigs, derive_seed, limit_steps, make
 from lib.core.claims import Claim, verdict_rows
 from lib.core.limits import step_limit
 from lib.core.stats import Interval, paired_bootstrap
+from lib.sparse.k2_norm import _check_k, _check_lam, prox_k2, prox_k2_single, prox_objective
 from lib.vision import patches as vpatches
 
 from .method import (
-    _check_k,
-    _check_lam,
     k2_coherence,
     learn_dltf,
     normalize_atoms,
-    prox_k2,
-    prox_k2_single,
-    prox_objective,
     reconstruction_gain,
     recovery_interval,
     thresholded_feature,
@@ -529,17 +525,22 @@ PAIRED = (("DLTF", "MBDL (scikit-learn)"), ("DLTF", "DLTF (gamma=0)"), ("DLTF", 
 
 
 def seeded_comparisons(cfg: DltfConfig, seed: int = 0, device: str | torch.device = "cpu",
-                       cache: ArtifactCache | None = None) -> dict[str, Any]:
+                       cache: ArtifactCache | None = None,
+                       denoised: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Digits accuracy and denoising PSNR on ``n_seeds`` seeds (a seed draws the training
     patches, the digits split, the dictionaries' initialisations and the test noise), with
-    paired 95% intervals of DLTF against each other dictionary (seeds x test items)."""
+    paired 95% intervals of DLTF against each other dictionary (seeds x test items).
+
+    ``denoised``: ``denoising_psnr`` results already computed, by seed, on that seed's
+    patch dictionaries (``run`` passes its own seed's: the same deterministic computation,
+    done once)."""
     seeds = [seed + i for i in range(limit_steps(cfg.n_seeds))]
     digits, denoise = [], []
     for s in seeds:
         dig = learned_dictionaries(cfg, "digits", s, device, cache)["dictionaries"]
         digits.append(digits_predictions(dig, cfg.digits_lambdas, s))
         pat = learned_dictionaries(cfg, "patches", s, device, cache)["dictionaries"]
-        den = denoising_psnr(pat, cfg, s)
+        den = (denoised or {}).get(s) or denoising_psnr(pat, cfg, s)
         clean = den["images"]["test"][0]
         denoise.append({n: {"block_mse": block_squared_errors(clean, b["denoised"]),
                             "test PSNR": b["test PSNR"], "lambda factor": b["lambda factor"]}
@@ -649,15 +650,16 @@ def run(cfg: DltfConfig, seed: int = 0, device: str | torch.device = "cpu",
     patches = learned_dictionaries(cfg, "patches", seed, device, cache)
     digits = learned_dictionaries(cfg, "digits", seed, device, cache)
     patch_dicts = patches["dictionaries"]
+    denoising = denoising_psnr(patch_dicts, cfg, seed)
     results = {
         "timing": prox_timing(cfg.timing_ms, cfg.generic_max_m, cfg.timing_repeats, seed),
         "patch_dictionaries": patches, "digit_dictionaries": digits,
         "recovery": support_recovery_curve(patch_dicts, cfg.recovery_ks, cfg.recovery_trials,
                                            cfg.code_range, seed),
         "digits": digits_accuracy(digits["dictionaries"], cfg.digits_lambdas, seed),
-        "denoising": denoising_psnr(patch_dicts, cfg, seed),
+        "denoising": denoising,
         "planted": planted_recovery(cfg, seed, cache),
-        "seeded": seeded_comparisons(cfg, seed, device, cache),
+        "seeded": seeded_comparisons(cfg, seed, device, cache, denoised={seed: denoising}),
     }
     results["metrics"] = claim_metrics(results)
     return results

@@ -24,8 +24,9 @@ import torch
 
 from lib.core import ArtifactCache, derive_seed, limit_steps, make_generator
 from lib.core.stats import paired_bootstrap
+from lib.sparse.k2_norm import k2_norm, prox_k2
 
-from .method import k2_norm, learn_dltf, normalize_atoms, prox_k2
+from .method import learn_dltf, normalize_atoms
 from .task import single_threaded
 
 #: The dictionaries compared on a planted instance, in the order of the tables.
@@ -132,12 +133,15 @@ def _learn(method: str, X: torch.Tensor, cfg, k: int, knob: float, seed: int) ->
 def _grid(cfg, method: str) -> tuple[float, ...]:
     """The knob grid of a learner (the same number of points for DLTF and MBDL; the
     frame and the random dictionary have no knob of the data; the gamma = 0 ablation takes
-    DLTF's tuned lambda)."""
+    DLTF's tuned lambda). A dry run (``BOOK_MAX_STEPS`` = N) tunes over the first N points
+    of each grid, the same number for both learners."""
     if method in ("DLTF", "DLTF (gamma=0)"):
-        return tuple(cfg.planted_dltf_lambdas)
-    if method == "MBDL (scikit-learn)":
-        return tuple(cfg.planted_mbdl_alphas)
-    return (float("nan"),)
+        grid = tuple(cfg.planted_dltf_lambdas)
+    elif method == "MBDL (scikit-learn)":
+        grid = tuple(cfg.planted_mbdl_alphas)
+    else:
+        return (float("nan"),)
+    return grid[:limit_steps(len(grid))]
 
 
 def _instance(cfg, k: int, noise: float, seed: int, role: str) -> dict[str, Any]:
