@@ -54,6 +54,10 @@ DENSE_RECIPES = ScaleConfigs(
     #   stride 4, lr 2e-3, 1500 steps: 15.0% / 19.0% (183 CPU s)
     #   stride 8, lr 2e-3, 1500 steps: 12.5% / 13.6% (119 CPU s)
     #   stride 8, lr 3e-3, 2000 steps: 11.7% / 13.3% (165 CPU s; still improving)
+    #   stride 8, lr 5e-3, warm-up 300, 3000 steps: dev 12.4%, 12.4% seen / 16.1% unseen
+    #     (365 CPU s on an overloaded machine): worse on dev than lr 3e-3, not adopted
+    #   stride 8, lr 3e-3, 3000 steps; and batch 32, lr 5e-3, 1500 steps: not finished
+    #     (killed: out of memory / stopped for time); the recipe below stays as it was
     # stride 8 stacks 8 frames of 16 dims into the Emformer's 128 (80 ms per encoder frame),
     # as torchaudio's recipe stacks 4 of 128: half the lattice, twice the steps per CPU s.
     tutorial=DenseASRRecipe(
