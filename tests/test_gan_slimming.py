@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from lib.core import with_knobs
 from lib.energy.counts import layer_costs, total_macs
@@ -178,6 +179,9 @@ def test_generator_macs_closed_form_matches_the_hook_count_and_a_hand_count():
                + 3 * 2 * 9 * 16         # up2: per input position (4x4)
                + 2 * 3 * 49 * 64)       # head
     assert generator_macs(w, 8) == by_hand == total_macs(layer_costs(gen, x))
+    with FlopCounterMode(display=False) as counter:  # torch's count, transposed convs too
+        gen(x)
+    assert counter.get_total_flops() == 2 * by_hand
     dense = GeneratorWidths.dense(4, 1)
     assert compression_ratio(generator_macs(dense, 8), by_hand, 8) == pytest.approx(
         32 * generator_macs(dense, 8) / (8 * by_hand))
