@@ -362,3 +362,20 @@ def test_quality_controls_say_whether_fid_ranks_the_teacher_first():
     refs["untrained"]["fid"] = 80.0
     assert quality_controls({"references": refs})["fid"] is True
     assert quality_controls({}) == {}
+
+
+def test_convergence_compares_midway_and_end_of_the_last_phase():
+    from lib.papers.gan_slimming.experiment import CONFIGS, convergence
+
+    cfg = with_knobs(CONFIGS["smoke"], gs_steps=100, finetune_steps=40)
+    gs_curve = [{"step": s, "dev_distance": d} for s, d in
+                ((50, 9.0), (100, 8.0), (110, 0.5), (120, 0.4), (130, 0.35), (140, 0.3))]
+    seq_curve = [{"step": s, "dev_distance": 1.0 - s / 1000} for s in range(10, 141, 10)]
+    runs = [{"method": "gs", "target_ratio": 16.0, "seed": 0, "curve": gs_curve},
+            {"method": "sequential", "target_ratio": 16.0, "seed": 0, "curve": seq_curve},
+            {"method": "sequential", "target_ratio": 8.0, "seed": 0, "curve": gs_curve}]
+    rows = {r["method"]: r for r in convergence(runs, cfg)}
+    assert rows["gs"]["midway"] == 0.4 and rows["gs"]["end"] == 0.3   # fine-tune: 100..140
+    assert rows["gs"]["relative_change"] == pytest.approx(0.3 / 0.4 - 1)
+    assert rows["sequential"]["midway"] == pytest.approx(0.93)         # all 140 steps
+    assert rows["sequential"]["end"] == pytest.approx(0.86) and rows["sequential"]["seeds"] == 1
