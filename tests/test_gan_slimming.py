@@ -379,3 +379,15 @@ def test_convergence_compares_midway_and_end_of_the_last_phase():
     assert rows["gs"]["relative_change"] == pytest.approx(0.3 / 0.4 - 1)
     assert rows["sequential"]["midway"] == pytest.approx(0.93)         # all 140 steps
     assert rows["sequential"]["end"] == pytest.approx(0.86) and rows["sequential"]["seeds"] == 1
+
+
+def test_convergence_survives_a_capped_dry_run(monkeypatch):
+    from lib.core.limits import STEP_LIMIT_ENV
+    from lib.papers.gan_slimming.experiment import CONFIGS, convergence
+
+    cfg = CONFIGS["full"]  # 200 000 + 50 000 steps configured, 1 + 1 run
+    curve = [{"step": 1, "dev_distance": 0.5}, {"step": 2, "dev_distance": 0.4}]
+    monkeypatch.setenv(STEP_LIMIT_ENV, "1")
+    rows = convergence([{"method": "gs", "target_ratio": cfg.ablation_ratio, "seed": 0,
+                         "curve": curve}], cfg)
+    assert rows[0]["end"] == 0.4

@@ -639,12 +639,14 @@ def convergence(runs: list[dict[str, Any]], cfg: GSConfig) -> list[dict[str, Any
         if r["target_ratio"] == cfg.ablation_ratio and r["curve"]:
             by.setdefault(r["method"], []).append(r)
     for m, rs in by.items():
-        total = cfg.gs_steps + cfg.finetune_steps
-        start = 0 if m == "sequential" else cfg.gs_steps
+        # the steps actually run (a dry run's --max-steps caps them: lib.core.limits)
+        slim_steps = limit_steps(cfg.gs_steps)
+        total = slim_steps + limit_steps(cfg.finetune_steps)
+        start = 0 if m == "sequential" else slim_steps
         mid_step = (start + total) / 2
         mids, ends = [], []
         for r in rs:
-            curve = [e for e in r["curve"] if e["step"] > start]
+            curve = [e for e in r["curve"] if e["step"] > start] or r["curve"][-1:]
             mid = min(curve, key=lambda e: abs(e["step"] - mid_step))
             mids.append(mid["dev_distance"])
             ends.append(curve[-1]["dev_distance"])
