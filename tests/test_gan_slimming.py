@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from lib.core import with_knobs
 from lib.energy.counts import layer_costs, total_macs
@@ -178,6 +179,9 @@ def test_generator_macs_closed_form_matches_the_hook_count_and_a_hand_count():
                + 3 * 2 * 9 * 16         # up2: per input position (4x4)
                + 2 * 3 * 49 * 64)       # head
     assert generator_macs(w, 8) == by_hand == total_macs(layer_costs(gen, x))
+    with FlopCounterMode(display=False) as counter:  # torch's count, transposed convs too
+        gen(x)
+    assert counter.get_total_flops() == 2 * by_hand
     dense = GeneratorWidths.dense(4, 1)
     assert compression_ratio(generator_macs(dense, 8), by_hand, 8) == pytest.approx(
         32 * generator_macs(dense, 8) / (8 * by_hand))
@@ -358,3 +362,32 @@ def test_quality_controls_say_whether_fid_ranks_the_teacher_first():
     refs["untrained"]["fid"] = 80.0
     assert quality_controls({"references": refs})["fid"] is True
     assert quality_controls({}) == {}
+
+
+def test_convergence_compares_midway_and_end_of_the_last_phase():
+    from lib.papers.gan_slimming.experiment import CONFIGS, convergence
+
+    cfg = with_knobs(CONFIGS["smoke"], gs_steps=100, finetune_steps=40)
+    gs_curve = [{"step": s, "dev_distance": d} for s, d in
+                ((50, 9.0), (100, 8.0), (110, 0.5), (120, 0.4), (130, 0.35), (140, 0.3))]
+    seq_curve = [{"step": s, "dev_distance": 1.0 - s / 1000} for s in range(10, 141, 10)]
+    runs = [{"method": "gs", "target_ratio": 16.0, "seed": 0, "curve": gs_curve},
+            {"method": "sequential", "target_ratio": 16.0, "seed": 0, "curve": seq_curve},
+            {"method": "sequential", "target_ratio": 8.0, "seed": 0, "curve": gs_curve}]
+    rows = {r["method"]: r for r in convergence(runs, cfg)}
+    assert rows["gs"]["midway"] == 0.4 and rows["gs"]["end"] == 0.3   # fine-tune: 100..140
+    assert rows["gs"]["relative_change"] == pytest.approx(0.3 / 0.4 - 1)
+    assert rows["sequential"]["midway"] == pytest.approx(0.93)         # all 140 steps
+    assert rows["sequential"]["end"] == pytest.approx(0.86) and rows["sequential"]["seeds"] == 1
+
+
+def test_convergence_survives_a_capped_dry_run(monkeypatch):
+    from lib.core.limits import STEP_LIMIT_ENV
+    from lib.papers.gan_slimming.experiment import CONFIGS, convergence
+
+    cfg = CONFIGS["full"]  # 200 000 + 50 000 steps configured, 1 + 1 run
+    curve = [{"step": 1, "dev_distance": 0.5}, {"step": 2, "dev_distance": 0.4}]
+    monkeypatch.setenv(STEP_LIMIT_ENV, "1")
+    rows = convergence([{"method": "gs", "target_ratio": cfg.ablation_ratio, "seed": 0,
+                         "curve": curve}], cfg)
+    assert rows[0]["end"] == 0.4

@@ -31,11 +31,14 @@ cannot recover it (its held-out error then exceeds the identity's), the skip han
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lib.sparse.extract import Residual, extract_channel_pruned
 
 
 # --------------------------------------------------------------------------- layers
@@ -51,6 +54,22 @@ class GatedInstanceNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma.view(1, -1, 1, 1) * (self.norm(x) + self.shift.view(1, -1, 1, 1))
 
+    # the per-channel protocol of lib.sparse.extract.extract_channel_pruned
+    def constant_channels(self) -> torch.Tensor:
+        """``gamma_c = 0``: channel ``c`` is exactly zero whatever the input."""
+        return self.gamma.detach() == 0
+
+    def channel_constants(self, value: torch.Tensor) -> torch.Tensor:
+        """A constant channel normalises to zero: the output is ``gamma * b``."""
+        return (self.gamma * self.shift).detach().to(value.dtype)
+
+    def extract_channels(self, keep: torch.Tensor) -> GatedInstanceNorm:
+        new = GatedInstanceNorm(int(keep.sum())).to(self.gamma.device)
+        with torch.no_grad():
+            new.gamma.copy_(self.gamma[keep])
+            new.shift.copy_(self.shift[keep])
+        return new
+
 
 class ActivationQuantizer(nn.Module):
     """Uniform unsigned fake quantization of an activation to ``bits`` over
@@ -61,6 +80,8 @@ class ActivationQuantizer(nn.Module):
     straight-through estimator): right for an activation clamped to ``[0, 4]``, unlike the
     identity straight-through of ``lib.quant.fake_quantize`` used for weights.
     """
+
+    elementwise = True  # for lib.sparse.extract
 
     def __init__(self, bits: int = 0, max_value: float = 4.0):
         super().__init__()
@@ -103,54 +124,83 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = False) -> n
                      padding_mode="reflect" if stride == 1 else "zeros")
 
 
-class ResidualBlock(nn.Module):
-    """``x + N2(conv2(Q(relu(N1(conv1(x))))))`` (CycleGAN's block, reflection padding)."""
+class ResidualBlock(Residual):
+    """``x + N2(conv2(Q(relu(N1(conv1(x))))))`` (CycleGAN's block, reflection padding); a
+    ``lib.sparse.extract.Residual``, so extraction prunes the stream consistently."""
 
     def __init__(self, channels: int, inner: int):
-        super().__init__()
-        self.conv1, self.norm1 = _conv(channels, inner, 3), GatedInstanceNorm(inner)
-        self.act1 = ActivationQuantizer()
-        self.conv2, self.norm2 = _conv(inner, channels, 3), GatedInstanceNorm(channels)
+        super().__init__(nn.Sequential(OrderedDict(
+            conv1=_conv(channels, inner, 3), norm1=GatedInstanceNorm(inner), relu1=nn.ReLU(),
+            act1=ActivationQuantizer(), conv2=_conv(inner, channels, 3),
+            norm2=GatedInstanceNorm(channels))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act1(F.relu(self.norm1(self.conv1(x))))
-        return x + self.norm2(self.conv2(h))
+    conv1 = property(lambda self: self.body.conv1)
+    norm1 = property(lambda self: self.body.norm1)
+    act1 = property(lambda self: self.body.act1)
+    conv2 = property(lambda self: self.body.conv2)
+    norm2 = property(lambda self: self.body.norm2)
+
+
+def _stage(name: str, conv: nn.Module, width: int) -> list[tuple[str, nn.Module]]:
+    return [(name, conv), (f"{name}_norm", GatedInstanceNorm(width)),
+            (f"{name}_relu", nn.ReLU()), (f"{name}_act", ActivationQuantizer())]
 
 
 class ResnetGenerator(nn.Module):
     """The CycleGAN ResNet generator (two stride-2 downsamplings, ``B`` residual blocks,
-    two transposed-convolution upsamplings), widths given by ``widths``."""
+    two transposed-convolution upsamplings), widths given by ``widths``.
+
+    Everything before the final ``tanh`` (and the input skip) is one ``nn.Sequential``,
+    ``layers``, which ``lib.sparse.extract.extract_channel_pruned`` extracts; the named
+    parts (``stem``, ``stem_norm``, ``blocks``, ``up1``, ``head``, ...) are views into it."""
 
     def __init__(self, widths: GeneratorWidths, input_skip: bool = False):
         super().__init__()
         w = self.widths = widths
         self.input_skip = bool(input_skip)
-        self.stem, self.stem_norm = _conv(3, w.c1, 7), GatedInstanceNorm(w.c1)
-        self.down1, self.down1_norm = _conv(w.c1, w.c2, 3, 2), GatedInstanceNorm(w.c2)
-        self.down2, self.down2_norm = _conv(w.c2, w.c3, 3, 2), GatedInstanceNorm(w.c3)
-        self.blocks = nn.ModuleList(ResidualBlock(w.c3, m) for m in w.inner)
-        self.up1 = nn.ConvTranspose2d(w.c3, w.u1, 3, 2, padding=1, output_padding=1,
-                                      bias=False)
-        self.up1_norm = GatedInstanceNorm(w.u1)
-        self.up2 = nn.ConvTranspose2d(w.u1, w.u2, 3, 2, padding=1, output_padding=1,
-                                      bias=False)
-        self.up2_norm = GatedInstanceNorm(w.u2)
-        self.head = _conv(w.u2, 3, 7, bias=True)
-        self.acts = nn.ModuleDict({k: ActivationQuantizer()
-                                   for k in ("stem", "down1", "down2", "up1", "up2")})
+        parts = _stage("stem", _conv(3, w.c1, 7), w.c1)
+        parts += _stage("down1", _conv(w.c1, w.c2, 3, 2), w.c2)
+        parts += _stage("down2", _conv(w.c2, w.c3, 3, 2), w.c3)
+        parts += [(f"block{k}", ResidualBlock(w.c3, m)) for k, m in enumerate(w.inner)]
+        parts += _stage("up1", nn.ConvTranspose2d(w.c3, w.u1, 3, 2, padding=1,
+                                                  output_padding=1, bias=False), w.u1)
+        parts += _stage("up2", nn.ConvTranspose2d(w.u1, w.u2, 3, 2, padding=1,
+                                                  output_padding=1, bias=False), w.u2)
+        parts.append(("head", _conv(w.u2, 3, 7, bias=True)))
+        self.layers = nn.Sequential(OrderedDict(parts))
+
+    @classmethod
+    def from_layers(cls, layers: nn.Sequential, input_skip: bool) -> ResnetGenerator:
+        """The generator around ``layers`` (an extracted ``layers``: its widths are read
+        from the convolutions)."""
+        n = sum(1 for k in layers._modules if k.startswith("block"))
+        widths = GeneratorWidths(
+            c1=layers.stem.out_channels, c2=layers.down1.out_channels,
+            c3=layers.down2.out_channels,
+            inner=tuple(getattr(layers, f"block{k}").conv1.out_channels for k in range(n)),
+            u1=layers.up1.out_channels, u2=layers.up2.out_channels)
+        gen = cls(widths, input_skip)
+        gen.layers = layers
+        return gen
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            layers = self._modules.get("layers")
+            if layers is not None and name in layers._modules:
+                return layers._modules[name]
+            raise
+
+    @property
+    def blocks(self) -> list[ResidualBlock]:
+        return [m for k, m in self.layers.named_children() if k.startswith("block")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.acts
-        h = a["stem"](F.relu(self.stem_norm(self.stem(x))))
-        h = a["down1"](F.relu(self.down1_norm(self.down1(h))))
-        h = a["down2"](F.relu(self.down2_norm(self.down2(h))))
-        for block in self.blocks:
-            h = block(h)
-        h = a["up1"](F.relu(self.up1_norm(self.up1(h))))
-        h = a["up2"](F.relu(self.up2_norm(self.up2(h))))
+        h = self.layers(x)
         if self.input_skip:  # the head predicts a correction of the input (before tanh)
-            return torch.tanh(self.head(h) + torch.atanh(x.clamp(-0.99, 0.99)))
-        return torch.tanh(self.head(h))
+            return torch.tanh(h + torch.atanh(x.clamp(-0.99, 0.99)))
+        return torch.tanh(h)
 
 
 def resnet_generator(ngf: int = 8, n_blocks: int = 3, input_skip: bool = False
@@ -181,8 +231,8 @@ def set_activation_bits(gen: nn.Module, bits: int, max_value: float = 4.0) -> No
 
 def _nonzero(g: torch.Tensor) -> torch.Tensor:
     keep = g.detach() != 0
-    if not keep.any():  # keep one (zero) channel: a layer of width 0 cannot be built
-        keep[int(g.detach().abs().argmax())] = True
+    if not keep.any():  # keep one (zero) channel, as extraction does
+        keep[0] = True
     return keep
 
 
@@ -206,50 +256,13 @@ def kept_channels(gen: ResnetGenerator) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def extract_slim_generator(gen: ResnetGenerator) -> ResnetGenerator:
     """A physically smaller generator without the zero-gamma channels, computing the same
-    output as ``gen``. Weights are read through their parametrizations (a fake quantizer's
-    grid values are baked in); activation quantizers keep their settings."""
-    keep = kept_channels(gen)
-    widths = GeneratorWidths(
-        c1=int(keep["stem"].sum()), c2=int(keep["down1"].sum()), c3=int(keep["stream"].sum()),
-        inner=tuple(int(keep[f"block{k}.inner"].sum()) for k in range(len(gen.blocks))),
-        u1=int(keep["up1"].sum()), u2=int(keep["up2"].sum()))
-    slim = ResnetGenerator(widths, gen.input_skip).to(gen.head.bias.device)
-    rgb = torch.ones(3, dtype=torch.bool, device=keep["stem"].device)
-
-    def conv(dst: nn.Conv2d, src: nn.Conv2d, out_keep, in_keep) -> None:
-        dst.weight.copy_(src.weight.detach()[out_keep][:, in_keep])
-        if src.bias is not None:
-            dst.bias.copy_(src.bias.detach()[out_keep])
-
-    def convt(dst: nn.ConvTranspose2d, src: nn.ConvTranspose2d, out_keep, in_keep) -> None:
-        dst.weight.copy_(src.weight.detach()[in_keep][:, out_keep])  # (in, out, k, k)
-
-    def norm(dst: GatedInstanceNorm, src: GatedInstanceNorm, k) -> None:
-        dst.gamma.copy_(src.gamma.detach()[k])
-        dst.shift.copy_(src.shift.detach()[k])
-
-    conv(slim.stem, gen.stem, keep["stem"], rgb)
-    norm(slim.stem_norm, gen.stem_norm, keep["stem"])
-    conv(slim.down1, gen.down1, keep["down1"], keep["stem"])
-    norm(slim.down1_norm, gen.down1_norm, keep["down1"])
-    conv(slim.down2, gen.down2, keep["stream"], keep["down1"])
-    norm(slim.down2_norm, gen.down2_norm, keep["stream"])
-    for k, (bs, bg) in enumerate(zip(slim.blocks, gen.blocks, strict=True)):
-        inner = keep[f"block{k}.inner"]
-        conv(bs.conv1, bg.conv1, inner, keep["stream"])
-        norm(bs.norm1, bg.norm1, inner)
-        conv(bs.conv2, bg.conv2, keep["stream"], inner)
-        norm(bs.norm2, bg.norm2, keep["stream"])
-    convt(slim.up1, gen.up1, keep["up1"], keep["stream"])
-    norm(slim.up1_norm, gen.up1_norm, keep["up1"])
-    convt(slim.up2, gen.up2, keep["up2"], keep["up1"])
-    norm(slim.up2_norm, gen.up2_norm, keep["up2"])
-    conv(slim.head, gen.head, rgb, keep["up2"])
-    src_q = [m for m in gen.modules() if isinstance(m, ActivationQuantizer)]
-    dst_q = [m for m in slim.modules() if isinstance(m, ActivationQuantizer)]
-    for d, s in zip(dst_q, src_q, strict=True):
-        d.bits, d.max_value = s.bits, s.max_value
-    return slim
+    output as ``gen``: ``lib.sparse.extract.extract_channel_pruned`` on ``gen.layers`` (the
+    residual stream keeps the union of its gates). Weights are read through their
+    parametrizations (a fake quantizer's grid values are baked in); activation quantizers
+    keep their settings."""
+    example = torch.zeros(1, 3, 16, 16, device=gen.head.weight.device)
+    layers = extract_channel_pruned(gen.layers, example)
+    return ResnetGenerator.from_layers(layers, gen.input_skip).train(gen.training)
 
 
 def generator_macs(widths: GeneratorWidths, size: int) -> int:

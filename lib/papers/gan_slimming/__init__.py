@@ -23,6 +23,7 @@ from .experiment import (  # noqa: F401
     compress,
     compress_sweep,
     controls,
+    convergence,
     metrics_of,
     quality_controls,
     quality_table,

@@ -64,7 +64,8 @@ def load_data(cfg) -> dict[str, Any]:
     if cfg.dataset == "cartoon":
         out = {}
         for split, n in (("train", cfg.n_train), ("dev", cfg.n_dev), ("test", cfg.n_test)):
-            c = cartoon_crops(split, n, cfg.crop, cfg.side, derive_seed(cfg.data_seed, split))
+            c = cartoon_crops(split, n, cfg.crop, cfg.side, derive_seed(cfg.data_seed, split),
+                              saturation=cfg.saturation, tone_gamma=cfg.tone_gamma)
             out[split], out[f"{split}_target"] = c.photo, c.cartoon
         out["real_b"] = None
         return out
@@ -132,7 +133,7 @@ def train_teacher(cfg, data: dict[str, Any], device: torch.device) -> dict[str, 
 def teacher_config(cfg) -> dict[str, Any]:
     keys = ("dataset", "crop", "side", "load_size", "n_train", "n_dev", "n_test", "data_seed",
             "ngf", "n_blocks", "input_skip", "ndf", "d_layers", "teacher_steps", "teacher_lr",
-            "teacher_content", "teacher_gan", "batch_size")
+            "teacher_content", "teacher_gan", "batch_size", "saturation", "tone_gamma")
     return {k: getattr(cfg, k) for k in keys}
 
 
