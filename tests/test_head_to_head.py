@@ -92,6 +92,63 @@ def test_pareto_front_is_the_brute_force_one():
     assert sorted(h2h.pareto_front(pts)) == sorted(brute)
 
 
+def test_size_cost_model_is_the_exact_weight_count():
+    """ECC's bilinear cost, as the capstone sets it, equals the weights of lenet5_like
+    built at the widths (brute force), relative to the dense count."""
+    from lib.energy.bilinear import CostModel  # noqa: F401  (the type under test)
+
+    net = lenet5_like()
+    cost = h2h.experiment.size_cost_model(net, torch.zeros(2, 1, 28, 28))
+    n = h2h.experiment.n_weights(net)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        w = [int(torch.randint(1, u + 1, (1,), generator=g)) for u in (16, 48, 128, 96)]
+        small = lenet5_like(widths=(w[0], w[1]), hidden=(w[2], w[3]))
+        exact = h2h.experiment.n_weights(small) / n
+        assert cost.predict([1, *w, 10])[0] == pytest.approx(exact, rel=1e-12)
+
+
+def test_channel_scales_fold_exactly_and_the_cut_meets_its_budget():
+    from lib.papers.head_to_head import slimming
+
+    torch.manual_seed(0)
+    net = lenet5_like().eval()
+    gated, scales = slimming.with_scales(net)
+    assert len(scales) == 4
+    with torch.no_grad():
+        for s in scales:
+            s.gamma.uniform_(-1, 1)
+            s.gamma[:2] = 0
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        ref = gated(x)
+        for (_, layer), s in zip(prunable_layers(net), scales, strict=False):
+            layer.weight.mul_(s.gamma.view([-1] + [1] * (layer.weight.dim() - 1)))
+            layer.bias.mul_(s.gamma)
+        torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-5)
+    gates = [s.gamma.detach() for s in scales]
+    budget = 20000
+    keep = slimming.cut_to_budget(gates, net, budget)
+    assert slimming.slim_weights(net, keep) <= budget
+    assert all(not bool(k[:2].any()) for k in keep)  # zero gates are dropped first
+    for k, g in zip(keep, gates, strict=True):  # what is kept has the largest gates
+        if bool((~k).any()) and bool(k.any()):
+            assert float(g.abs()[k].min()) >= float(g.abs()[~k].max())
+
+
+def test_gs_prox_zeroes_gates_only_with_rho():
+    from lib.papers.head_to_head import slimming
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28)
+    kw = dict(steps=30, finetune_steps=2, batch_size=16, lr_w=1e-4, lr_gamma=0.05,
+              beta=1.0, bits=8, max_weights=10 ** 6, seed=0)
+    teacher = lenet5_like().eval()
+    on = slimming.gs_classifier(lenet5_like(), teacher, x, rho=2.0, **kw)
+    off = slimming.gs_classifier(lenet5_like(), teacher, x, rho=0.0, **kw)
+    assert on["gamma_zero"] > 0.5 and off["gamma_zero"] == 0.0
+
+
 def test_latencies_time_every_form_interleaved():
     net = _sparse_net()
     stats = deploy.latencies({"dense": net, "csr": deploy.csr_form(net)},
@@ -102,13 +159,17 @@ def test_latencies_time_every_form_interleaved():
 
 
 TINY = with_knobs(h2h.CONFIGS["smoke"], n_train=200, n_dev=20, n_test=50, dense_steps=10,
-                  steps=4, ratios=(8.0,), seeds=(0,), calibration=16)
+                  steps=4, ratios=(8.0,), seeds=(0,), calibration=16, n_pgd=20,
+                  methods=tuple(m for m in h2h.METHODS if m != "ecc"))
+#: ECC's widths shrink at most ``s_lr`` channels a step: it reaches 1/8 of the weights after
+#: a few hundred steps (about 550 at this size), so it gets its own, longer tiny run.
+TINY_ECC = with_knobs(TINY, steps=700)
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     cache = ArtifactCache(tmp_path_factory.mktemp("cache"))
-    return h2h.runs_of(TINY, cache)
+    return h2h.runs_of(TINY, cache) + [h2h.compress(TINY_ECC, "ecc", 8.0, 0, cache)]
 
 
 def test_every_method_meets_its_budget(tiny_runs):
@@ -118,6 +179,20 @@ def test_every_method_meets_its_budget(tiny_runs):
     for r in tiny_runs:
         assert h2h.meets_budget(r, n), r["method"]
     budget = math.floor(32 * n / 8.0)
+    # ATMC: the l0 budget over its factors at 8 bits, each factor a <= 2^8-value codebook
+    factors = by["atmc"]["info"]["factors"]
+    assert 8 * sum(int((t != 0).sum()) for t in factors.values()) <= budget
+    assert all(torch.unique(t).numel() <= 256 for t in factors.values())
+    assert by["atmc"]["paper_bits"] == 8 * sum(int((t != 0).sum()) for t in factors.values())
+    # GS: the extracted network, 8-bit values (at most 255 levels per layer), in budget
+    gs = deploy.extracted_form(h2h.experiment.model_of(by["gs-slimming"]),
+                               torch.randn(2, 1, 28, 28))
+    assert 8 * h2h.experiment.n_weights(gs) <= budget
+    assert all(torch.unique(m.weight).numel() <= 255 for _, m in prunable_layers(gs))
+    # ECC: the input-pruned network, 32-bit values, in budget
+    ecc = h2h.experiment.deployable_of(h2h.experiment.model_of(by["ecc"]), "ecc",
+                                       torch.randn(2, 1, 28, 28))
+    assert 32 * h2h.experiment.n_weights(ecc) <= budget
     # the size methods within the size budget, checked from the stored weights
     for method in ("global-magnitude", "joint-admm"):
         net = h2h.experiment.model_of(by[method])
@@ -174,5 +249,6 @@ def test_speed_rows_call_speed_only_what_beats_identical_work(tiny_runs):
     speed = figures.speed_rows(out, h2h.summary_rows(out))
     buys = {s["method"]: s["buys_speed"] for s in speed}
     assert buys == {"global-magnitude": False, "channel-magnitude": True, "joint-admm": False,
-                    "energy-projection": False}
+                    "energy-projection": False, "atmc": False, "ecc": True,
+                    "gs-slimming": True}
     assert figures.pooled_reference(out, "dense") == {"median_ms": 1.0, "relative_iqr": 0.0}

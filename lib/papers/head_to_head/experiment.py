@@ -13,13 +13,25 @@ chapter's library function with that chapter's default knobs:
 * ``joint-admm``: ``prune_quant.admm_compress`` (Yang et al., CVPR 2020), size
   ``sum_j b_j nnz_j``;
 * ``energy-projection``: ``energy_training.method.energy_constrained_training`` (Yang, Zhu
-  and Liu, ICLR 2019) at the modelled energy of global magnitude pruning at the same ratio.
+  and Liu, ICLR 2019) at the modelled energy of global magnitude pruning at the same ratio;
+* ``atmc``: ``atmc.factorize`` + ``atmc.compress_adversarially`` (Gui et al., NeurIPS 2019),
+  ATMC-8 with the atmc chapter's tuned knobs, the global l0 budget over ``U, V, C`` at
+  ``8 nnz <= 32 N / ratio``; scored clean and under PGD;
+* ``ecc``: ``ecc.ecc_compress`` (Yang, Zhu and Liu, CVPR 2019) with the ecc chapter's knobs,
+  its bilinear cost model here the exact weight count of the widths (``size_cost_model``),
+  so its budget is the same size budget;
+* ``gs-slimming``: GAN Slimming's channel slimming + 8-bit quantization on the classifier
+  (``slimming.gs_classifier``, from GS's lower layers), ``8 x weights <= 32 N / ratio``.
 
 Then each model is stored with ``lib.quant.pack`` (bytes on disk), run in its deployable
 forms (``deploy``: dense, CSR, extracted, ONNX Runtime int8) and timed, all models
 interleaved in one run, and its energy modelled with the systolic-array model of
-``lib.energy.systolic``. Not here (yet): ATMC, ECC and GAN Slimming's channel slimming with
-8-bit quantization (the chapter says so).
+``lib.energy.systolic``. Every model is also scored under PGD (the ATMC chapter's attack).
+
+Tuning: no method is tuned here. Each runs with the knobs its own chapter chose (ATMC's
+learning rate, GS's ``rho`` and ECC's ``rho_z`` were tuned on dev in their chapters; the
+magnitude baselines use energy_training's fine-tuning lr); ``TUNING`` records where each
+method's knobs come from.
 """
 
 from __future__ import annotations
@@ -38,8 +50,9 @@ from torch import nn
 
 from lib.core import ArtifactCache, ScaleConfigs, derive_seed, seed_everything, with_knobs
 from lib.core.stats import paired_bootstrap
+from lib.energy.bilinear import CostModel
 from lib.energy.systolic import layer_geometries, systolic_energy
-from lib.papers import energy_training, prune_quant
+from lib.papers import atmc, ecc, energy_training, gan_slimming, prune_quant
 from lib.quant.pack import PackSpec, best_spec, write_packed
 from lib.quant.size import model_size_bits
 from lib.sparse import (
@@ -50,6 +63,8 @@ from lib.sparse import (
     prunable_layers,
 )
 from lib.sparse.extract import attach_channel_mask, extract_channel_pruned
+from lib.sparse.input_channels import extract_input_pruned, width_boundaries
+from lib.vision.attacks import PGDConfig, robust_correct
 from lib.vision.classify import (
     ClassifierTraining,
     correct,
@@ -61,19 +76,34 @@ from lib.vision.models import lenet5_like
 from lib.vision.synthetic import SyntheticDigitsConfig, cached_synthetic_digits
 
 from . import deploy
+from .slimming import gs_classifier
 
-METHODS = ("global-magnitude", "channel-magnitude", "joint-admm", "energy-projection")
-#: Methods of the book not yet in the comparison (the chapter lists them).
-MISSING = {"atmc": "ATMC (clean and PGD accuracy)",
-           "ecc": "ECC (its bilinear latency model is fitted per device; not wired here)",
-           "gan_slimming": "GAN Slimming's channel slimming + 8-bit quantization on a "
-                           "classifier"}
+METHODS = ("global-magnitude", "channel-magnitude", "joint-admm", "energy-projection", "atmc",
+           "ecc", "gs-slimming")
+#: Methods of the book not yet in the comparison (the chapter lists them): none.
+MISSING: dict[str, str] = {}
 #: The deployable forms timed for each method (``dense``: the baked full-size network).
 FORMS = {"dense": ("dense", "onnx", "int8"),
          "global-magnitude": ("dense", "csr", "onnx", "int8"),
          "channel-magnitude": ("extracted", "onnx", "int8"),
          "joint-admm": ("dense", "csr", "onnx", "int8"),
-         "energy-projection": ("dense", "csr", "onnx", "int8")}
+         "energy-projection": ("dense", "csr", "onnx", "int8"),
+         "atmc": ("dense", "onnx", "int8"),  # U V + C recombined: a dense matrix
+         "ecc": ("extracted", "onnx", "int8"),
+         "gs-slimming": ("extracted", "onnx", "int8")}
+#: Methods whose deployable network is physically smaller (``extracted``), and how.
+EXTRACTED = {"channel-magnitude": "output", "gs-slimming": "output", "ecc": "input"}
+#: Where each method's knobs come from (no per-method tuning in the capstone).
+TUNING = {
+    "global-magnitude": "fine-tuning lr = energy_training's lr (lr knob), not tuned here",
+    "channel-magnitude": "fine-tuning lr = energy_training's lr (lr knob), not tuned here",
+    "joint-admm": "prune_quant.CONFIGS[prune_quant_scale] (the chapter's defaults)",
+    "energy-projection": "energy_training.method.EnergyKnobs defaults",
+    "atmc": "atmc.CONFIGS[atmc_scale]: ATMC-8's lr tuned on dev there (atmc.TUNING)",
+    "ecc": "ecc knobs_of(ecc.CONFIGS[ecc_scale]): rho_z tuned on dev there (ecc.TUNING)",
+    "gs-slimming": "gan_slimming.CONFIGS[gs_scale]: rho tuned on dev there "
+                   "(gan_slimming.TUNING)",
+}
 #: The forms PyTorch runs in float32 (the rest run in ONNX Runtime).
 TORCH_FORMS = ("dense", "csr", "extracted")
 
@@ -99,6 +129,12 @@ class HeadToHeadConfig:
     latency_number: int
     calibration: int               # training images calibrating the int8 activations
     index_bits: int = 4            # relative-index field of the packed format
+    atmc_scale: str = "tutorial"   # whose atmc knobs (lr, rho, attack) ATMC runs with
+    ecc_scale: str = "tutorial"    # whose ecc knobs ECC runs with
+    gs_scale: str = "tutorial"     # whose gan_slimming knobs GS runs with
+    pgd_eps: float = 0.05          # the atmc chapter's tutorial radius (pixels in [0, 1])
+    pgd_steps: int = 10            # the atmc chapter's evaluation PGD
+    n_pgd: int = 500               # test images every model is attacked on (paired)
 
 
 _TUTORIAL = HeadToHeadConfig(
@@ -110,7 +146,9 @@ _TUTORIAL = HeadToHeadConfig(
 CONFIGS = ScaleConfigs(
     smoke=with_knobs(_TUTORIAL, n_train=600, n_dev=100, n_test=200, dense_steps=60, steps=20,
                      ratios=(8.0,), prune_quant_scale="smoke", latency_rounds=3,
-                     latency_number=3, calibration=32),
+                     latency_number=3, calibration=32, atmc_scale="smoke", ecc_scale="smoke",
+                     gs_scale="smoke", pgd_steps=3, n_pgd=100,
+                     seeds=(0,)),  # one seed: the smoke run checks the code, not a verdict
     tutorial=_TUTORIAL,
     full=with_knobs(_TUTORIAL, ratios=(4.0, 8.0, 16.0, 32.0, 64.0), steps=3000,
                     seeds=(0, 1, 2, 3, 4), latency_batch=1, latency_rounds=15,
@@ -256,8 +294,120 @@ def energy_projection(model: nn.Module, task, cfg, ratio: float, seed: int) -> d
             "final_energy": out["final_energy"]}
 
 
+def _batches(task, cfg: HeadToHeadConfig, seed: int, tag: str):
+    from lib.core import IndexBatches
+
+    data = task["data"]
+    batches = IndexBatches(len(data["y_train"]), cfg.batch_size, derive_seed(seed, tag))
+
+    def batch(step: int):
+        idx = batches.indices(step)
+        return data["x_train"][idx], data["y_train"][idx]
+
+    return batch
+
+
+def atmc_steps(steps: int, pgd_steps: int) -> int:
+    """ATMC's steps at the same forward-backward passes as ``steps`` clean steps: one
+    adversarial step costs ``pgd_steps`` attack passes plus the clean and the adversarial
+    loss's (``pgd_steps + 2``)."""
+    return max(1, steps // (pgd_steps + 2))
+
+
+def atmc_compress(model: nn.Module, task, cfg, ratio: float, seed: int) -> dict[str, Any]:
+    """ATMC-8 (``atmc.factorize`` + ``atmc.compress_adversarially``) with the atmc chapter's
+    knobs (its dev-tuned lr for ATMC-8, rank fraction, rho, ADMM period, PGD in training),
+    the capstone's batch and training passes (``atmc_steps``), the global l0 budget ``k``
+    over ``U, V, C`` with ``8 k <= 32 N / ratio``. ``W = U V + C`` is then written back
+    into the plain network."""
+    ac = atmc.CONFIGS[cfg.atmc_scale]
+    n = n_weights(model)
+    bits = atmc.BITS["atmc-8"]
+    work = atmc.factorize(dense_model({"dense_state": model.state_dict()}), ac.rank_fraction)
+    attack = atmc.task.attack_config(ac)
+    knobs = atmc.ATMCKnobs(budget=atmc.budget_for(1 / ratio, bits, n), bits=bits,
+                           steps=atmc_steps(cfg.steps, attack.steps),
+                           batch_size=cfg.batch_size,
+                           lr=atmc.lr_of(ac, "atmc-8"), weight_decay=0.0,
+                           quant_fraction=ac.quant_fraction, rho=ac.rho,
+                           admm_every=ac.admm_every, attack=attack)
+    data = {k: task["data"][k] for k in ("x_train", "y_train")}
+    atmc.compress_adversarially(work, data, knobs, derive_seed(seed, "atmc"))
+    factors = {}
+    with torch.no_grad():
+        for (name, layer), (_, _, fact) in zip(prunable_layers(model),
+                                               atmc.method.compressible_layers(work),
+                                               strict=True):
+            layer.weight.copy_(fact.weight())
+            layer.bias.copy_(fact.bias)
+            for f, t in zip("UVC", fact.factors(), strict=True):
+                factors[f"{name}.{f}"] = t.detach().clone()
+    return {"bits": [bits] * len(prunable_layers(model)), "factors": factors,
+            "factor_bits": bits, "l0_budget": knobs.budget}
+
+
+def size_cost_model(model: nn.Module, example: torch.Tensor) -> CostModel:
+    """ECC's bilinear cost ``sum_j c_j (s_{j-1}/u_{j-1}) (s_j/u_j)`` with ``c_j`` the dense
+    weights of layer ``j`` over all weights: the exact weight count of a network at widths
+    ``s`` (a layer's weights are the product of its two widths), relative to dense."""
+    upper = [example.shape[1]] + [m.weight.shape[0] for _, m in prunable_layers(model)]
+    sizes = [m.weight.numel() for _, m in prunable_layers(model)]
+    return CostModel("bilinear", tuple(upper), tuple(w / sum(sizes) for w in sizes), 0.0)
+
+
+def ecc_compress(model: nn.Module, task, cfg, ratio: float, seed: int) -> dict[str, Any]:
+    """``ecc.ecc_compress`` with the ecc chapter's knobs to the size budget ``N / ratio``
+    (32-bit values): the bilinear model is the exact size (``size_cost_model``), the run's
+    measurement the weights of the extracted network."""
+    example = task["data"]["x_test"][:2]
+    n = n_weights(model)
+    teacher = dense_model(task).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    cost = size_cost_model(model, example)
+
+    def measure(m: nn.Module) -> float:
+        return n_weights(extract_input_pruned(m, example)) / n
+
+    knobs = ecc.experiment.knobs_of(ecc.CONFIGS[cfg.ecc_scale])
+    out = ecc.ecc_compress(model, teacher, _batches(task, cfg, seed, "ecc"),
+                           width_boundaries(model, example), list(cost.upper), cost,
+                           1 / ratio, cfg.steps, knobs, measure, desc="ecc",
+                           show_progress=False)
+    return {"bits": [32] * len(prunable_layers(model)), "ecc_met_in_run": out["met_budget"],
+            "ecc_stopped_at": out["stopped_at"], "widths": out["widths"]}
+
+
+def gs_compress(model: nn.Module, task, cfg, ratio: float, seed: int) -> dict[str, Any]:
+    """GAN Slimming's slimming + 8-bit quantization on the classifier (``slimming``), with
+    the gan_slimming chapter's knobs and its split of the steps into slimming and
+    fine-tuning, ``8 x weights <= 32 N / ratio``."""
+    gs = gan_slimming.CONFIGS[cfg.gs_scale]
+    ft = round(cfg.steps * gs.finetune_steps / (gs.gs_steps + gs.finetune_steps))
+    budget = math.floor(32 * n_weights(model) / ratio) // gs.bits
+    out = gs_classifier(model, dense_model(task).eval(), task["data"]["x_train"],
+                        steps=cfg.steps - ft, finetune_steps=ft, batch_size=cfg.batch_size,
+                        lr_w=gs.lr_w, lr_gamma=gs.lr_gamma, rho=gs.rho, beta=gs.beta,
+                        bits=gs.bits, max_weights=budget, seed=seed)
+    return {"bits": [gs.bits] * len(prunable_layers(model)), "gamma_zero": out["gamma_zero"],
+            "keep": out["keep"]}
+
+
 COMPRESSORS = {"global-magnitude": global_magnitude, "channel-magnitude": channel_magnitude,
-               "joint-admm": joint_admm, "energy-projection": energy_projection}
+               "joint-admm": joint_admm, "energy-projection": energy_projection,
+               "atmc": atmc_compress, "ecc": ecc_compress, "gs-slimming": gs_compress}
+
+
+def deployable_of(model: nn.Module, method: str, example: torch.Tensor) -> nn.Module:
+    """The network a device stores and runs: physically smaller for the structured
+    methods (output channels: ``lib.sparse.extract``; ECC's input channels:
+    ``lib.sparse.input_channels``), else the baked full-size network."""
+    kind = EXTRACTED.get(method)
+    if kind == "output":
+        return deploy.extracted_form(model, example)
+    if kind == "input":
+        return extract_input_pruned(deploy.dense_form(model), example).eval()
+    return model
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -281,21 +431,48 @@ def packed_size(model: nn.Module, bits: list[int], index_bits: int) -> dict[str,
             "index": [s.index for s in specs.values()]}
 
 
+def packed_factors(model: nn.Module, factors: dict[str, torch.Tensor], bits: int,
+                   index_bits: int) -> dict[str, Any]:
+    """ATMC's stored form: the factors ``U, V, C`` of every layer at ``bits`` (sparse
+    index by ``best_spec``), the biases as extras."""
+    specs = {k: best_spec(v, bits, index_bits) for k, v in factors.items()}
+    extras = {f"{name}.bias": m.bias.detach() for name, m in prunable_layers(model)}
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = write_packed(Path(tmp) / "model.pack", factors, specs, extras)
+    return {"file_bytes": rep.file_bytes, "packed_accounted_bits": rep.accounted_bits,
+            "header_bytes": rep.header_bytes, "extra_bytes": rep.extra_bytes,
+            "padding_bits": rep.padding_bits, "index": [s.index for s in specs.values()]}
+
+
+def pgd_correct(model: nn.Module, data: dict[str, torch.Tensor], cfg: HeadToHeadConfig
+                ) -> torch.Tensor:
+    """0/1 per item under the atmc chapter's evaluation PGD, on the first ``n_pgd`` test
+    images (the same items and attack seed for every model: paired)."""
+    n = min(cfg.n_pgd, len(data["y_test"]))
+    attack = PGDConfig(eps=cfg.pgd_eps, steps=cfg.pgd_steps)
+    return robust_correct(model.eval(), data["x_test"][:n], data["y_test"][:n], "pgd", attack,
+                          seed=derive_seed(0, "pgd-eval")).to(torch.float64)
+
+
 def measure(model: nn.Module, info: dict[str, Any], task, cfg, method: str) -> dict[str, Any]:
-    """Accuracy, sizes, modelled energy and the int8 form's accuracy of a baked model."""
+    """Accuracy (clean, PGD), sizes, modelled energy and the int8 form's accuracy of a
+    baked model."""
     data = task["data"]
     geoms = layer_geometries(model, data["x_test"][:1])
     layers = prunable_layers(model)
-    paper = model_size_bits(layers, info["bits"]).total_bits  # values only, as the papers
-    deployable = (deploy.extracted_form(model, data["x_test"][:2])
-                  if method == "channel-magnitude" else model)
-    if method == "channel-magnitude":  # the stored model is the smaller one
-        paper = model_size_bits(prunable_layers(deployable), 32).total_bits
-    packed = packed_size(deployable, info["bits"], cfg.index_bits)
+    deployable = deployable_of(model, method, data["x_test"][:2])
+    # values only, as the papers; the structured methods store the smaller network
+    paper = model_size_bits(prunable_layers(deployable), info["bits"]).total_bits
+    if "factors" in info:  # ATMC stores U, V, C: its l0 budget counts their nonzeros
+        paper = info["factor_bits"] * sum(int((t != 0).sum()) for t in info["factors"].values())
+        packed = packed_factors(model, info["factors"], info["factor_bits"], cfg.index_bits)
+    else:
+        packed = packed_size(deployable, info["bits"], cfg.index_bits)
     int8 = deploy.int8_form(deployable, data["x_train"][:cfg.calibration])
     with torch.no_grad():
         int8_ok = (int8(data["x_test"]).argmax(1) == data["y_test"]).to(torch.float64)
     return {"correct": correct(model, data["x_test"], data["y_test"]),
+            "pgd_correct": pgd_correct(model, data, cfg),
             "int8_correct": int8_ok, "paper_bits": paper, "nnz": sum(
                 int((m.weight != 0).sum()) for _, m in layers),
             "energy": systolic_energy(model, geoms), "int8_onnx_bytes": int8.onnx_bytes,
@@ -348,10 +525,9 @@ def forms_of(run: dict[str, Any], task, cfg) -> dict[str, nn.Module]:
         elif form == "csr":
             out[form] = deploy.csr_form(model)
         elif form == "extracted":
-            out[form] = deploy.extracted_form(model, x["x_test"][:2])
+            out[form] = deployable_of(model, run["method"], x["x_test"][:2])
         else:
-            base = (deploy.extracted_form(model, x["x_test"][:2])
-                    if run["method"] == "channel-magnitude" else model)
+            base = deployable_of(model, run["method"], x["x_test"][:2])
             out[form] = (deploy.onnx_form(base, x["x_test"][:1]) if form == "onnx" else
                          deploy.int8_form(base, x["x_train"][:cfg.calibration]))
     return out
@@ -416,9 +592,14 @@ def summary_rows(out: dict[str, Any]) -> list[dict[str, Any]]:
         ok = np.stack([np.asarray(r["correct"], dtype=np.float64) for r in rs])
         ok8 = np.stack([np.asarray(r["int8_correct"], dtype=np.float64) for r in rs])
         est, lo, hi = _ci(ok, np.broadcast_to(dense_ok, ok.shape))
+        pgd = np.stack([np.asarray(r["pgd_correct"], dtype=np.float64) for r in rs])
+        dense_pgd = np.asarray(dense["pgd_correct"], dtype=np.float64)
+        p_est, p_lo, p_hi = _ci(pgd, np.broadcast_to(dense_pgd, pgd.shape))
         row = {"method": method, "ratio": ratio, "seeds": len(rs),
                "accuracy": float(ok.mean()), "acc_vs_dense": est, "acc_vs_dense_low": lo,
                "acc_vs_dense_high": hi, "int8_accuracy": float(ok8.mean()),
+               "pgd_accuracy": float(pgd.mean()), "pgd_vs_dense": p_est,
+               "pgd_vs_dense_low": p_lo, "pgd_vs_dense_high": p_hi,
                "paper_bytes": float(np.mean([r["paper_bits"] for r in rs])) / 8,
                "packed_bytes": float(np.mean([r["packed_accounted_bits"] for r in rs])) / 8,
                "file_bytes": float(np.mean([r["file_bytes"] for r in rs])),

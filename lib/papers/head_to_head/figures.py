@@ -10,18 +10,21 @@ import pandas as pd
 
 from lib.core.plotting import finding_axes, method_color, register_colors
 
-from .experiment import FORMS, MISSING, TORCH_FORMS, pareto_front
+from .experiment import EXTRACTED, FORMS, MISSING, TORCH_FORMS, pareto_front
 
 LABELS = {"dense": "dense (float32)", "global-magnitude": "magnitude pruning, global",
           "channel-magnitude": "magnitude pruning, channels",
           "joint-admm": "joint sparsity-quantization ADMM", "energy-projection":
-          "energy-constrained projection"}
+          "energy-constrained projection", "atmc": "ATMC-8 (adversarial, U V + C)",
+          "ecc": "ECC (bilinear size model)", "gs-slimming": "GS slimming + 8-bit"}
 SHORT = {"dense": "dense", "global-magnitude": "global pruning",
          "channel-magnitude": "channel pruning", "joint-admm": "joint ADMM",
-         "energy-projection": "energy projection"}
+         "energy-projection": "energy projection", "atmc": "ATMC", "ecc": "ECC",
+         "gs-slimming": "GS slimming"}
 register_colors({"dense": "#444444", "global-magnitude": "#1f77b4",
                  "channel-magnitude": "#ff7f0e", "joint-admm": "#d62728",
-                 "energy-projection": "#2ca02c"})
+                 "energy-projection": "#2ca02c", "atmc": "#9467bd", "ecc": "#8c564b",
+                 "gs-slimming": "#e377c2"})
 
 #: The cost axes of the Pareto plots: (row key, axis label, scale of the value).
 AXES = {"paper": ("paper_bytes", "accounted size, papers' accounting (kB)", 1e-3),
@@ -31,7 +34,7 @@ AXES = {"paper": ("paper_bytes", "accounted size, papers' accounting (kB)", 1e-3
 
 #: The method chapters whose verdicts the capstone recalls, by method.
 CHAPTERS = {"joint-admm": "prune_quant", "energy-projection": "energy_training",
-            "atmc": "atmc", "ecc": "ecc", "gan_slimming": "gan_slimming"}
+            "atmc": "atmc", "ecc": "ecc", "gs-slimming": "gan_slimming"}
 
 
 def best_form(row: dict[str, Any]) -> tuple[str, float]:
@@ -105,6 +108,10 @@ def measured_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "vs dense (95% CI), pts": f"{100 * r['acc_vs_dense']:+.1f} "
                                       f"[{100 * r['acc_vs_dense_low']:+.1f}, "
                                       f"{100 * r['acc_vs_dense_high']:+.1f}]",
+            "PGD accuracy % (vs dense)": f"{100 * r['pgd_accuracy']:.1f} "
+                                         f"({100 * r['pgd_vs_dense']:+.1f} "
+                                         f"[{100 * r['pgd_vs_dense_low']:+.1f}, "
+                                         f"{100 * r['pgd_vs_dense_high']:+.1f}])",
             "int8 accuracy %": f"{100 * r['int8_accuracy']:.1f}",
             "accounted kB": f"{r['paper_bytes'] / 1e3:.1f}",
             "on disk kB": f"{r['file_bytes'] / 1e3:.1f}",
@@ -120,12 +127,13 @@ def measured_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def pooled_reference(out: dict[str, Any], form: str) -> dict[str, float]:
     """Median and relative IQR of ``form`` pooled over every full-size model timed in that
-    form: the ``dense`` (or ``onnx``) forms of the dense and unstructured-sparse models run
+    form: the ``dense`` (or ``onnx``) forms of the dense, unstructured-sparse and ATMC
+    (recombined) models run
     the very same kernels on the same shapes, so their pooled timings are the reference
     that one model's timing is too noisy to be."""
     blocks = np.concatenate([
         v["blocks_ms"] for k, v in out["latency"].items()
-        if k.endswith(f"|{form}") and not k.startswith("channel-magnitude|")])
+        if k.endswith(f"|{form}") and k.split("|")[0] not in EXTRACTED])
     med = float(np.median(blocks))
     iqr = float(np.subtract(*np.percentile(blocks, [75, 25])))
     return {"median_ms": med, "relative_iqr": iqr / med}
@@ -179,7 +187,14 @@ def speed_frame(speed: list[dict[str, Any]]) -> pd.DataFrame:
 
 def missing_frame() -> pd.DataFrame:
     return pd.DataFrame([{"method": v, "status": "not in this comparison yet"}
-                         for v in MISSING.values()])
+                         for v in MISSING.values()], columns=["method", "status"])
+
+
+def tuning_frame() -> pd.DataFrame:
+    """Where each method's knobs come from (``experiment.TUNING``)."""
+    from .experiment import TUNING
+
+    return pd.DataFrame([{"method": LABELS.get(m, m), "knobs": v} for m, v in TUNING.items()])
 
 
 def recalled_verdicts(scale: str, results=None) -> pd.DataFrame:
