@@ -23,7 +23,63 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def smoke():
-    return pq.CONFIGS["smoke"]
+    """The method tests' fixture: a 4-layer CNN on scikit-learn's digits (seconds a run;
+    the chapter's smoke scale, lenet5_like on synthetic digits, runs in test_chapters)."""
+    return with_knobs(pq.CONFIGS["smoke"], model="small_cnn", dataset="digits",
+                      image_size=16, pretrain_epochs=4, round_steps=0,
+                      budgets=(50.0, 200.0))
+
+
+def test_the_chapter_compresses_the_shared_heterogeneous_lenet5_like():
+    """Tutorial scale: lenet5_like (100-400 k weights, five layers of very different size)
+    on the synthetic digits with 5,000 test images, the same dense artifact the capstone
+    trains (one cache key), the knee budgets including 300x."""
+    from lib.papers.head_to_head import experiment as h2h
+    from lib.vision.classify import trained_classifier_key
+
+    cfg = pq.CONFIGS["tutorial"]
+    sizes = [m.weight.numel() for _, m in prunable_layers(pq.task.build_model(cfg.model))]
+    assert 100_000 <= sum(sizes) <= 400_000 and len(sizes) == 5
+    assert max(sizes) / sum(sizes) < 0.8 and max(sizes) / min(sizes) > 100
+    assert cfg.n_test == 5000 and 300.0 in cfg.budgets
+    h = h2h.CONFIGS["tutorial"]
+    assert pq.dense_key(cfg) == trained_classifier_key(
+        "lenet5_like", {}, h2h.data_config(h), h2h.dense_recipe(h), 0)
+
+
+def test_synthetic_task_scores_the_split_asked_for_and_rounds_of_round_steps():
+    cfg = pq.CONFIGS["smoke"]
+    test, dev = pq.make_task(cfg), pq.make_task(with_knobs(cfg, eval_split="dev"))
+    assert (test.n_test, dev.n_test, test.steps_per_epoch) == (200, 100, 10)
+    x, y = test.batch(0)
+    assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
+    with pytest.raises(ValueError, match="eval_split"):
+        pq.make_task(with_knobs(cfg, eval_split="train"))
+
+
+def test_start_bits_sweep_runs_every_seed_and_the_envelope_averages_them(monkeypatch):
+    """Every (seed, method, start bits, budget) is run once with the method's own knob;
+    the envelope is the best start by the mean over seeds, not the luckiest single run."""
+    calls = []
+
+    def fake(cfg, method, level, seed, device, cache):
+        calls.append((seed, method, cfg.initial_bits, cfg.ptq_bits, level))
+        return {"ratio": level, "accuracy": 0.5, "layers": []}
+
+    monkeypatch.setattr(pq.experiment, "cached_compress", fake)
+    cfg = pq.CONFIGS["smoke"]
+    rows = pq.start_bits_sweep(cfg, ("joint", "deep-compression"), (2, 3), seeds=(0, 1, 2))
+    assert len(rows) == len(calls) == 3 * 2 * 2 * len(cfg.budgets)
+    assert {(c[0], c[1]) for c in calls} == {(s, m) for s in (0, 1, 2)
+                                             for m in ("joint", "deep-compression")}
+    assert all((c[2] if c[1] == "joint" else c[3]) in (2, 3) for c in calls)
+    assert all(c[3] == cfg.ptq_bits for c in calls if c[1] == "joint")
+    sweep = [{"method": "joint", "budget": 300.0, "start_bits": b, "seed": s, "accuracy": a}
+             for b, accs in ((2, (0.9, 0.1, 0.2)), (3, (0.5, 0.5, 0.6)))
+             for s, a in enumerate(accs)]
+    (env,) = pq.envelope_rows(sweep)
+    assert env["best_start_bits"] == 3 and env["best_accuracy"] == pytest.approx(1.6 / 3)
+    assert (env["min_accuracy"], env["max_accuracy"], env["n_seeds"]) == (0.5, 0.6, 3)
 
 
 def test_final_model_meets_the_bit_budget_as_accounted(smoke):

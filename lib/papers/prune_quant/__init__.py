@@ -13,6 +13,7 @@ from .experiment import (
     COMPARISONS,
     CONFIGS,
     DEFAULT_SEEDS,
+    KNEE_CHECK,
     METHODS,
     PAPER_RESULTS,
     SETUPS,
@@ -25,12 +26,14 @@ from .experiment import (
     envelope_rows,
     greedy_vs_exact_bits,
     initial_bits_sweep,
+    knee_text,
     paired_rows,
     results_rows,
     run,
     run_seeds,
     setup_config,
     start_bits_sweep,
+    summary_text,
 )
 from .method import (
     V_STEP_SUPPORTS,
@@ -41,17 +44,27 @@ from .method import (
     quantization_projection,
     sparse_projection,
 )
-from .task import Task, dense_key, dense_part, make_task, pretrained_dense
+from .task import (
+    Task,
+    dense_key,
+    dense_part,
+    make_task,
+    pretrained_dense,
+    synthetic_data_config,
+)
 
 #: One process: the compression loop is not data-parallel.
 DATA_PARALLEL = False
 
 __all__ = ["CLAIM_METHODS", "CLAIMS", "COMPARISONS", "CONFIGS", "DATA_PARALLEL",
-           "DEFAULT_SEEDS", "METHODS", "PAPER_RESULTS", "SETUPS", "START_BITS_KNOB",
+           "DEFAULT_SEEDS", "KNEE_CHECK", "METHODS", "PAPER_RESULTS", "SETUPS",
+           "START_BITS_KNOB",
            "V_STEP_SUPPORTS", "PruneQuantConfig", "Task", "admm_compress", "admm_v_step",
            "budget_bits", "cached_compress", "claim_metrics", "classification_loss",
            "compress", "deep_compression", "dense_key", "dense_part", "envelope_rows",
-           "experiment", "greedy_vs_exact_bits", "initial_bits_sweep", "make_task", "method",
+           "experiment", "greedy_vs_exact_bits", "initial_bits_sweep", "knee_text",
+           "make_task", "method",
            "paired_rows", "pretrained_dense", "proximal_pull", "quantization_projection",
            "results_rows", "run", "run_seeds", "setup_config", "sparse_projection",
-           "start_bits_sweep", "task"]
+           "synthetic_data_config",
+           "start_bits_sweep", "summary_text", "task"]

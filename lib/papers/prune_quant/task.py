@@ -22,6 +22,13 @@ from torch.nn import functional as F
 from lib.core import ArtifactCache, IndexBatches, seed_everything
 from lib.core.train import train_loop
 from lib.vision import StepBatches, build_model, digits_images, vision_dataset
+from lib.vision.classify import (
+    ClassifierTraining,
+    correct,
+    trained_classifier,
+    trained_classifier_key,
+)
+from lib.vision.synthetic import SyntheticDigitsConfig, cached_synthetic_digits
 
 DENSE_ARTIFACT = "prune-quant-dense"
 
@@ -39,9 +46,53 @@ class Task:
     correct: Callable[[nn.Module], torch.Tensor] | None = None
 
 
-def make_task(cfg: Any, seed: int = 0, device: str | torch.device = "cpu") -> Task:
-    """The data and model of ``cfg``: embedded digits, or a full-scale data set on disk."""
+def synthetic_data_config(cfg: Any) -> SyntheticDigitsConfig:
+    """The synthetic digits of ``cfg`` (the compression chapters' shared task)."""
+    return SyntheticDigitsConfig(n_train=cfg.n_train, n_dev=cfg.n_dev, n_test=cfg.n_test)
+
+
+def synthetic_dense_recipe(cfg: Any) -> ClassifierTraining:
+    """The shared dense recipe (``energy_training``, ``ecc``, ``head_to_head`` train the
+    same artifact with the same numbers)."""
+    return ClassifierTraining(steps=cfg.dense_steps, batch_size=cfg.batch_size,
+                              lr=cfg.pretrain_lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay)
+
+
+def _synthetic_task(cfg: Any, seed: int, device: torch.device,
+                    cache: ArtifactCache | None) -> Task:
+    """Synthetic digits (data seed 0, shared); ``seed`` orders the batches. An ADMM
+    "epoch" is ``cfg.round_steps`` steps (0: one pass over the training images): the
+    interval between projections and V-steps. ``cfg.eval_split`` scores on dev or test."""
+    data = cached_synthetic_digits(synthetic_data_config(cfg), 0, cache)
+    data = {k: v.to(device) for k, v in data.items()}
+    batches = IndexBatches(len(data["y_train"]), cfg.batch_size, seed)
+    split = cfg.eval_split
+    if split not in ("test", "dev"):
+        raise ValueError(f"eval_split must be 'test' or 'dev', got {split!r}")
+    x_eval, y_eval = data[f"x_{split}"], data[f"y_{split}"]
+
+    def batch(step: int):
+        idx = batches.indices(step).to(device)
+        return data["x_train"][idx], data["y_train"][idx]
+
+    def ok(model: nn.Module) -> torch.Tensor:
+        return correct(model, x_eval, y_eval).float().cpu()
+
+    def make() -> nn.Module:
+        return build_model(cfg.model, **dict(cfg.model_kwargs)).to(device)
+
+    per_round = cfg.round_steps or batches.per_epoch
+    return Task(batch, per_round, lambda m: ok(m).mean().item(), make, len(y_eval), ok)
+
+
+def make_task(cfg: Any, seed: int = 0, device: str | torch.device = "cpu",
+              cache: ArtifactCache | None = None) -> Task:
+    """The data and model of ``cfg``: synthetic digits (the shared ``lenet5_like`` task),
+    scikit-learn's digits, or a full-scale data set on disk."""
     device = torch.device(device)
+    if cfg.dataset == "synthetic_digits":
+        return _synthetic_task(cfg, seed, device, cache)
     if cfg.dataset == "digits":
         data = {k: v.to(device) for k, v in digits_images(seed, cfg.image_size).items()}
         batches = IndexBatches(len(data["y_train"]), cfg.batch_size, seed)
@@ -98,6 +149,10 @@ def dense_part(cfg: Any) -> dict[str, Any]:
 
 def dense_key(cfg: Any, seed: int = 0, cache: ArtifactCache | None = None) -> str:
     """The cache key of ``pretrained_dense(cfg, seed)`` (no build): for ``depends_on``."""
+    if cfg.dataset == "synthetic_digits":
+        return trained_classifier_key(cfg.model, dict(cfg.model_kwargs),
+                                      synthetic_data_config(cfg), synthetic_dense_recipe(cfg),
+                                      0, cache)
     config = {"config": dense_part(cfg), "seed": seed}
     return (cache or ArtifactCache()).key(DENSE_ARTIFACT, config, code=[pretrained_dense])
 
@@ -105,11 +160,22 @@ def dense_key(cfg: Any, seed: int = 0, cache: ArtifactCache | None = None) -> st
 def pretrained_dense(cfg: Any, seed: int = 0, device: str = "cpu",
                      cache: ArtifactCache | None = None,
                      checkpoint: bool | None = None) -> dict[str, Any]:
-    """The dense starting point: loaded from ``cfg.pretrained`` or trained once (cached;
+    """The dense starting point: on the synthetic digits the compression chapters' shared
+    ``lenet5_like`` of seed 0 (``lib.vision.classify.trained_classifier``; every seed
+    compresses the same dense model, the seed varies the compression), else loaded from
+    ``cfg.pretrained`` or trained once (cached;
     with ``checkpoint``, default at full scale, the training checkpoints every epoch into
     its own run folder and a killed build resumes). ``["key"]`` identifies it, for the
     ``depends_on`` of the artifacts built on it."""
     cache = cache or ArtifactCache()
+    if cfg.dataset == "synthetic_digits":  # the shared dense model of seed 0
+        dense = trained_classifier(cfg.model, dict(cfg.model_kwargs),
+                                   synthetic_data_config(cfg), synthetic_dense_recipe(cfg), 0,
+                                   cache)
+        return {"state_dict": dense["state_dict"], "accuracy": float(dense["test_accuracy"]),
+                "dev_accuracy": float(dense["dev_accuracy"]),
+                "train_seconds": float(dense["train_seconds"]),
+                "key": dense_key(cfg, seed, cache)}
     config = {"config": dense_part(cfg), "seed": seed}
     key = dense_key(cfg, seed, cache)
     if cfg.pretrained:
