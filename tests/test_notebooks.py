@@ -22,6 +22,18 @@ def test_notebook_is_stripped_of_outputs(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_a_unique_id(path: Path):
+    """nbformat 4.5 cell ids (a missing one is a warning now and an error in later nbformat;
+    JupyterLab and papermill key cells by them)."""
+    nb = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in nb["cells"]]
+    missing = [i for i, cid in enumerate(ids) if not cid]
+    assert not missing, (f"{path.name}: cells {missing} have no id "
+                         "(nbformat.validator.normalize adds them)")
+    assert len(set(ids)) == len(ids), f"{path.name}: cell ids repeat"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_first_code_cell_is_the_parameters_cell_with_raw_knobs(path: Path):
     import nbformat
 
