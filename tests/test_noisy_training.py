@@ -412,7 +412,8 @@ def test_config_validation():
     with pytest.raises(ValueError, match="noise kind"):
         nt.sample_weight_noise(torch.ones(2, 2), 0.1, "uniform", make_generator(0))
     tut = nt.CONFIGS["tutorial"]
-    assert tut.sparsities == (0.0, 0.7, 0.9) and tut.n_seeds == 3
+    assert 0.0 in tut.sparsities and tut.sparsity == 0.9 and tut.n_seeds == 3
+    assert nt.CONFIGS["full"].sparsities == (0.0, 0.7, 0.9)
     assert len(tut.sweep_sigmas) == len(tut.sweep_dropouts)  # equal tuning effort
     assert min(tut.sweep_sigmas) == 0.05 and max(tut.sweep_sigmas) == 0.8
     assert tut.corpus.n_test == 1000 and tut.start == "scratch"
