@@ -212,3 +212,27 @@ def test_the_tutorial_uses_the_tuned_learning_rates():
         assert finite[TUNING["chosen"][m]] == best
         assert dict(cfg.method_lr)[m] == TUNING["chosen"][m]
     assert set(TUNING["dev_accuracy"]) == set(cfg.methods)
+
+
+def test_the_tutorial_uses_the_second_round_of_tuning():
+    """Each tuned knob is the dev-best value of its grid (ties: nearest the config's own), the
+    grid is the same for every method that has the knob, and the tutorial config applies it
+    to that method only (``knobs_of``)."""
+    from lib.papers.energy_training import KNOB_GRIDS, TUNING
+    from lib.papers.energy_training.experiment import knobs_of
+
+    cfg = CONFIGS["tutorial"]
+    assert set(TUNING["knobs"]) == set(KNOB_GRIDS)
+    tuned = {(m, k): v for m, k, v in cfg.method_knobs}
+    for knob, rec in TUNING["knobs"].items():
+        grids = {tuple(sorted(accs)) for accs in rec["dev_accuracy"].values()}
+        assert len(grids) == 1 and set(KNOB_GRIDS[knob][0]) <= set(next(iter(grids)))
+        assert set(rec["dev_accuracy"]) == set(KNOB_GRIDS[knob][1])
+        own = getattr(cfg, knob)
+        for m, accs in rec["dev_accuracy"].items():
+            best = max(accs.values())
+            ties = [v for v, a in accs.items() if a == best]
+            assert rec["chosen"][m] == min(ties, key=lambda v: abs(v - own))
+            assert tuned[(m, knob)] == rec["chosen"][m]
+            assert getattr(knobs_of(cfg, m), knob) == rec["chosen"][m]
+    assert knobs_of(cfg, "random").decay_fraction == cfg.decay_fraction
