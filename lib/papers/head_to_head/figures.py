@@ -98,30 +98,42 @@ def front_title(rows: list[dict[str, Any]], axis: str) -> str:
     return "\n".join(textwrap.wrap(text, 60))
 
 
-def measured_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The measured table: accuracy (paired interval vs dense), bytes, ms, energy."""
+#: The measured table's two halves (one table of every column is wider than a book page).
+TABLE_PARTS = ("accuracy", "cost")
+
+
+def measured_table(rows: list[dict[str, Any]], part: str = "accuracy") -> pd.DataFrame:
+    """One half of the measured table, one row per method and ratio: ``accuracy`` (clean
+    accuracy and its paired interval vs dense, PGD and int8 accuracy, whether the budget
+    was met) or ``cost`` (accounted and on-disk kB, latencies, modelled energy)."""
+    if part not in TABLE_PARTS:
+        raise ValueError(f"part must be one of {TABLE_PARTS}, got {part!r}")
     out = []
     for r in with_best(rows):
-        out.append({
-            "method": LABELS.get(r["method"], r["method"]), "ratio": f"{r['ratio']:g}x",
-            "accuracy %": f"{100 * r['accuracy']:.1f}",
-            "vs dense (95% CI), pts": f"{100 * r['acc_vs_dense']:+.1f} "
-                                      f"[{100 * r['acc_vs_dense_low']:+.1f}, "
-                                      f"{100 * r['acc_vs_dense_high']:+.1f}]",
-            "PGD accuracy % (vs dense)": f"{100 * r['pgd_accuracy']:.1f} "
-                                         f"({100 * r['pgd_vs_dense']:+.1f} "
-                                         f"[{100 * r['pgd_vs_dense_low']:+.1f}, "
-                                         f"{100 * r['pgd_vs_dense_high']:+.1f}])",
-            "int8 accuracy %": f"{100 * r['int8_accuracy']:.1f}",
-            "accounted kB": f"{r['paper_bytes'] / 1e3:.1f}",
-            "on disk kB": f"{r['file_bytes'] / 1e3:.1f}",
-            "fastest form": r["best_form"],
-            "ms (IQR)": f"{r['best_ms']:.3f} ({r[r['best_form'] + '_iqr_ms']:.3f})",
-            "PyTorch ms": " / ".join(f"{f} {r[f + '_ms']:.3f}" for f in FORMS[r["method"]]
-                                     if f in TORCH_FORMS),
-            "ORT fp32 / int8 ms": f"{r['onnx_ms']:.3f} / {r['int8_ms']:.3f}",
-            "energy vs dense": f"{r['energy_vs_dense']:.2f}",
-            "budget met": "yes" if r["met_budget"] else "NO"})
+        row = {"method": LABELS.get(r["method"], r["method"]), "ratio": f"{r['ratio']:g}x"}
+        if part == "accuracy":
+            row.update({
+                "accuracy %": f"{100 * r['accuracy']:.1f}",
+                "vs dense (95% CI), pts": f"{100 * r['acc_vs_dense']:+.1f} "
+                                          f"[{100 * r['acc_vs_dense_low']:+.1f}, "
+                                          f"{100 * r['acc_vs_dense_high']:+.1f}]",
+                "PGD accuracy %": f"{100 * r['pgd_accuracy']:.1f}",
+                "PGD vs dense (95% CI), pts": f"{100 * r['pgd_vs_dense']:+.1f} "
+                                              f"[{100 * r['pgd_vs_dense_low']:+.1f}, "
+                                              f"{100 * r['pgd_vs_dense_high']:+.1f}]",
+                "int8 accuracy %": f"{100 * r['int8_accuracy']:.1f}",
+                "budget met": "yes" if r["met_budget"] else "NO"})
+        else:
+            row.update({
+                "accounted kB": f"{r['paper_bytes'] / 1e3:.1f}",
+                "on disk kB": f"{r['file_bytes'] / 1e3:.1f}",
+                "fastest form": r["best_form"],
+                "ms (IQR)": f"{r['best_ms']:.3f} ({r[r['best_form'] + '_iqr_ms']:.3f})",
+                "PyTorch ms": " / ".join(f"{f} {r[f + '_ms']:.3f}" for f in FORMS[r["method"]]
+                                         if f in TORCH_FORMS),
+                "ORT fp32 / int8 ms": f"{r['onnx_ms']:.3f} / {r['int8_ms']:.3f}",
+                "energy vs dense": f"{r['energy_vs_dense']:.2f}"})
+        out.append(row)
     return pd.DataFrame(out)
 
 
